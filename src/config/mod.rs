@@ -1,0 +1,303 @@
+//! Configuration: the main file, its `--env` overlay, `DPSD_*` variables and the worker
+//! files, parsed into typed structs and validated once, so the rest of the program never
+//! sees a half-valid configuration. Every problem carries its file and line.
+
+mod problem;
+mod service;
+mod settings;
+mod worker;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use figment::providers::{Env, Format, Serialized, Yaml};
+use figment::Figment;
+
+pub use problem::{line_of, Problem, Problems};
+pub use service::ServiceSpec;
+pub use settings::*;
+pub use worker::{load_worker, queue_name_problem, yaml_files, NamedService, WorkerDef};
+
+use crate::services::ServiceDef;
+
+/// Where the configuration comes from: the command line's `--config` and `--env`.
+#[derive(Debug, Clone, Default)]
+pub struct Source {
+    pub config: Option<PathBuf>,
+    pub env: Option<String>,
+}
+
+impl Source {
+    /// `--config`, else `./etc/dpsd.yaml` when it exists, else the installed path.
+    /// (`$DPSD_CONFIG` arrives through clap as `--config`.)
+    pub fn main_file(&self) -> PathBuf {
+        if let Some(path) = &self.config {
+            return path.clone();
+        }
+        let local = PathBuf::from("etc/dpsd.yaml");
+        if local.exists() {
+            local
+        } else {
+            PathBuf::from("/etc/dpsd/dpsd.yaml")
+        }
+    }
+}
+
+/// The validated main configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub settings: Settings,
+    /// The main file, as found.
+    pub path: PathBuf,
+    /// Services of the main file, validated, by id.
+    pub services: BTreeMap<String, Arc<ServiceDef>>,
+}
+
+impl Config {
+    /// Loads the main file, the overlay and the environment, and validates the services.
+    pub fn load(source: &Source) -> Result<Config, Problems> {
+        let path = source.main_file();
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            Problem::new(
+                &path,
+                None,
+                format!("cannot read the main configuration: {e}"),
+            )
+        })?;
+        let mut problems = Problems::default();
+        lint_yaml(&path, &text, &mut problems);
+        let overlay = source.env.as_ref().map(|env| overlay_path(&path, env));
+        if let Some(overlay) = &overlay {
+            match std::fs::read_to_string(overlay) {
+                Ok(text) => lint_yaml(overlay, &text, &mut problems),
+                Err(e) => problems.push(Problem::new(
+                    overlay,
+                    None,
+                    format!("cannot read the overlay: {e}"),
+                )),
+            }
+        }
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        let mut settings = layered(&path, overlay.as_deref())?;
+        resolve_paths(&mut settings, path.parent().unwrap_or(Path::new(".")));
+        let services = validate_services(&path, &text, &settings, &mut problems);
+        problems.into_result(Config {
+            settings,
+            path,
+            services,
+        })
+    }
+
+    /// The worker file `workers_dir/NAME.yaml`, validated.
+    pub fn worker(&self, name: &str) -> Result<WorkerDef, Problems> {
+        let dir = &self.settings.workers_dir;
+        let path = ["yaml", "yml"]
+            .iter()
+            .map(|ext| dir.join(format!("{name}.{ext}")))
+            .find(|p| p.exists())
+            .ok_or_else(|| {
+                Problem::new(
+                    dir,
+                    None,
+                    format!("no worker file {name}.yaml in this folder"),
+                )
+            })?;
+        load_worker(&path, &self.services, self.settings.amqp.prefetch)
+    }
+
+    /// Every worker file, each validated on its own: one broken file does not hide the others.
+    pub fn workers(&self) -> (BTreeMap<String, WorkerDef>, Problems) {
+        let mut workers = BTreeMap::new();
+        let mut problems = Problems::default();
+        let files = match yaml_files(&self.settings.workers_dir) {
+            Ok(files) => files,
+            Err(problem) => return (workers, problem.into()),
+        };
+        for file in files {
+            match load_worker(&file, &self.services, self.settings.amqp.prefetch) {
+                Ok(def) => {
+                    workers.insert(def.name.clone(), def);
+                }
+                Err(found) => problems.0.extend(found.0),
+            }
+        }
+        (workers, problems)
+    }
+}
+
+fn overlay_path(main: &Path, env: &str) -> PathBuf {
+    let stem = main.file_stem().and_then(|s| s.to_str()).unwrap_or("dpsd");
+    main.with_file_name(format!("{stem}.{env}.yaml"))
+}
+
+/// Parses one file on its own with serde_yaml, which knows lines and columns: unknown keys,
+/// type errors and syntax errors are reported precisely before figment merges the layers.
+fn lint_yaml(path: &Path, text: &str, problems: &mut Problems) {
+    if text.trim().is_empty() {
+        return;
+    }
+    if let Err(e) = serde_yaml::from_str::<Settings>(text) {
+        problems.push(Problem::from_yaml(path, &e));
+    }
+}
+
+/// Defaults, then the main file, then the overlay, then `DPSD_SECTION__KEY` variables.
+fn layered(path: &Path, overlay: Option<&Path>) -> Result<Settings, Problem> {
+    let mut figment =
+        Figment::from(Serialized::defaults(Settings::default())).merge(Yaml::file(path));
+    if let Some(overlay) = overlay {
+        figment = figment.merge(Yaml::file(overlay));
+    }
+    let env = Env::prefixed("DPSD_").split("__").filter(|key| {
+        SECTIONS
+            .iter()
+            .any(|s| key.as_str().split('.').next() == Some(*s))
+    });
+    figment
+        .merge(env)
+        .extract()
+        .map_err(|e| Problem::new(path, None, figment_message(e)))
+}
+
+fn figment_message(error: figment::Error) -> String {
+    error
+        .into_iter()
+        .map(|e| e.to_string())
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// Relative paths in the main file are relative to that file, not to the working directory,
+/// so `dpsd --config /etc/dpsd/dpsd.yaml` behaves the same from anywhere.
+fn resolve_paths(settings: &mut Settings, base: &Path) {
+    let resolve = |p: &mut PathBuf| {
+        if p.is_relative() {
+            *p = base.join(&*p);
+        }
+    };
+    resolve(&mut settings.state_dir);
+    resolve(&mut settings.jobs_dir);
+    resolve(&mut settings.workers_dir);
+    if let Some(file) = settings.log.file.as_mut() {
+        resolve(file);
+    }
+}
+
+fn validate_services(
+    path: &Path,
+    text: &str,
+    settings: &Settings,
+    problems: &mut Problems,
+) -> BTreeMap<String, Arc<ServiceDef>> {
+    let base = path.parent().unwrap_or(Path::new("."));
+    let mut services = BTreeMap::new();
+    for (id, spec) in &settings.services {
+        match spec.validate(base) {
+            Ok(def) => {
+                services.insert(id.clone(), Arc::new(def));
+            }
+            Err(message) => problems.push(Problem::near(
+                path,
+                text,
+                &format!("{id}:"),
+                format!("service {id}: {message}"),
+            )),
+        }
+    }
+    services
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Files(tempfile::TempDir);
+
+    impl Files {
+        fn new(main: &str) -> Files {
+            let dir = tempfile::tempdir().expect("tempdir");
+            std::fs::write(dir.path().join("dpsd.yaml"), main).expect("write");
+            Files(dir)
+        }
+        fn add(&self, name: &str, text: &str) -> &Files {
+            let path = self.0.path().join(name);
+            std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+            std::fs::write(path, text).expect("write");
+            self
+        }
+        fn load(&self, env: Option<&str>) -> Result<Config, Problems> {
+            Config::load(&Source {
+                config: Some(self.0.path().join("dpsd.yaml")),
+                env: env.map(str::to_string),
+            })
+        }
+    }
+
+    #[test]
+    fn defaults_apply_and_paths_resolve_against_the_file() {
+        let files = Files::new("amqp: {prefetch: 3}\nworkers_dir: w\n");
+        let config = files.load(None).expect("valid");
+        assert_eq!(config.settings.amqp.prefetch, 3);
+        assert_eq!(config.settings.amqp.url, AmqpSettings::default().url);
+        assert_eq!(config.settings.workers_dir, files.0.path().join("w"));
+        assert_eq!(config.settings.supervisor.shutdown_timeout.as_secs(), 30);
+    }
+
+    #[test]
+    fn the_overlay_wins_over_the_main_file() {
+        let files = Files::new("amqp: {prefetch: 3}\nlog: {level: debug}\n");
+        files.add("dpsd.test.yaml", "amqp: {prefetch: 5}\n");
+        let config = files.load(Some("test")).expect("valid");
+        assert_eq!(config.settings.amqp.prefetch, 5);
+        assert_eq!(config.settings.log.level, "debug");
+    }
+
+    #[test]
+    fn unknown_keys_are_reported_with_file_and_line() {
+        let files = Files::new("amqp:\n  url: amqp://x\n  prefetchh: 3\n");
+        let err = files.load(None).unwrap_err();
+        assert_eq!(err.0.len(), 1, "{err}");
+        assert_eq!(err.0[0].line, Some(3), "{err}");
+        assert!(err.0[0].message.contains("prefetchh"), "{err}");
+    }
+
+    #[test]
+    fn bad_durations_and_services_are_reported() {
+        let files = Files::new("supervisor: {shutdown_timeout: forever}\n");
+        let err = files.load(None).unwrap_err();
+        assert!(err.to_string().contains(":1:"), "{err}");
+        let files =
+            Files::new("services:\n  a: {builtin: constant, value: 1}\n  b: {builtin: nope}\n");
+        let err = files.load(None).unwrap_err();
+        assert_eq!(err.0[0].line, Some(3), "{err}");
+    }
+
+    #[test]
+    fn a_missing_overlay_is_a_problem() {
+        let err = Files::new("{}\n").load(Some("prod")).unwrap_err();
+        assert!(err.to_string().contains("dpsd.prod.yaml"), "{err}");
+    }
+
+    #[test]
+    fn workers_are_validated_one_by_one() {
+        let files = Files::new("services: {s: {builtin: echo}}\n");
+        files.add(
+            "workers.d/good.yaml",
+            "queue: q\njob_state: 1\nservices: [s]\n",
+        );
+        files.add(
+            "workers.d/bad.yaml",
+            "queue: q\njob_state: 1\nservices: [t]\n",
+        );
+        let config = files.load(None).expect("valid main");
+        let (workers, problems) = config.workers();
+        assert!(workers.contains_key("good"));
+        assert_eq!(problems.0.len(), 1);
+        assert!(problems.0[0].file.ends_with("workers.d/bad.yaml"));
+        assert!(config.worker("good").is_ok());
+        assert!(config.worker("absent").is_err());
+    }
+}

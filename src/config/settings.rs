@@ -1,0 +1,197 @@
+//! The main configuration file (`dpsd.yaml`): its typed sections and their defaults.
+//! Loading and layering live in `config::load`; this file is only the shape.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::service::ServiceSpec;
+
+/// Everything in the main file. Every section has defaults, so a file only states what it
+/// changes; unknown keys are errors, so a typo never passes silently.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    pub amqp: AmqpSettings,
+    pub mongodb: Option<MongoSettings>,
+    pub state_dir: PathBuf,
+    pub api: ApiSettings,
+    pub log: LogSettings,
+    pub scheduler: SchedulerSettings,
+    pub supervisor: SupervisorSettings,
+    pub jobs_dir: PathBuf,
+    pub workers_dir: PathBuf,
+    pub services: BTreeMap<String, ServiceSpec>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            amqp: AmqpSettings::default(),
+            mongodb: None,
+            state_dir: PathBuf::from("/var/lib/dpsd"),
+            api: ApiSettings::default(),
+            log: LogSettings::default(),
+            scheduler: SchedulerSettings::default(),
+            supervisor: SupervisorSettings::default(),
+            jobs_dir: PathBuf::from("jobs.d"),
+            workers_dir: PathBuf::from("workers.d"),
+            services: BTreeMap::new(),
+        }
+    }
+}
+
+/// The top-level keys, used to keep unrelated `DPSD_*` variables (DPSD_CONFIG, DPSD_ENV,
+/// a test harness's own) out of the environment layer.
+pub const SECTIONS: &[&str] = &[
+    "amqp",
+    "mongodb",
+    "state_dir",
+    "api",
+    "log",
+    "scheduler",
+    "supervisor",
+    "jobs_dir",
+    "workers_dir",
+    "services",
+];
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AmqpSettings {
+    pub url: String,
+    /// Messages in hand per replica; workers may override it.
+    pub prefetch: u16,
+}
+
+impl Default for AmqpSettings {
+    fn default() -> Self {
+        AmqpSettings {
+            url: "amqp://guest:guest@127.0.0.1:5672/%2f".into(),
+            prefetch: 10,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MongoSettings {
+    /// None selects the embedded store.
+    pub uri: Option<String>,
+    pub database: String,
+    pub job_state_collection: String,
+}
+
+impl Default for MongoSettings {
+    fn default() -> Self {
+        MongoSettings {
+            uri: None,
+            database: "dps".into(),
+            job_state_collection: "job_state".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiSettings {
+    pub listen: String,
+    /// user name -> credential; None leaves the API open (the development default).
+    pub auth: Option<BTreeMap<String, Credential>>,
+}
+
+impl Default for ApiSettings {
+    fn default() -> Self {
+        ApiSettings {
+            listen: "127.0.0.1:3000".into(),
+            auth: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Credential {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_hash: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSettings {
+    /// tracing's EnvFilter syntax: `info`, `dpsd=debug,amqprs=warn`.
+    pub level: String,
+    pub format: LogFormat,
+    pub console: bool,
+    /// Daily-rotated file; None logs to the console only.
+    pub file: Option<PathBuf>,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        LogSettings {
+            level: "info".into(),
+            format: LogFormat::Text,
+            console: true,
+            file: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SchedulerSettings {
+    pub active: bool,
+}
+
+impl Default for SchedulerSettings {
+    fn default() -> Self {
+        SchedulerSettings { active: true }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SupervisorSettings {
+    pub restart_backoff: BackoffSettings,
+    #[serde(with = "humantime_serde")]
+    pub shutdown_timeout: Duration,
+}
+
+impl Default for SupervisorSettings {
+    fn default() -> Self {
+        SupervisorSettings {
+            restart_backoff: BackoffSettings::default(),
+            shutdown_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct BackoffSettings {
+    #[serde(with = "humantime_serde")]
+    pub initial: Duration,
+    #[serde(with = "humantime_serde")]
+    pub max: Duration,
+}
+
+impl Default for BackoffSettings {
+    fn default() -> Self {
+        BackoffSettings {
+            initial: Duration::from_secs(1),
+            max: Duration::from_secs(60),
+        }
+    }
+}

@@ -1,0 +1,284 @@
+//! `workers.d/NAME.yaml`: one generic worker's queue, services and scale, and its validation
+//! against the services of the main file.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::de::{self, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer};
+
+use super::problem::{Problem, Problems};
+use super::service::ServiceSpec;
+use crate::services::ServiceDef;
+
+/// AMQP short strings (queue names) are at most 255 bytes.
+const MAX_QUEUE_NAME: usize = 255;
+
+/// The file as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WorkerFile {
+    queue: String,
+    #[serde(default)]
+    follow_queue: Option<String>,
+    job_state: i64,
+    services: Vec<ServiceRef>,
+    #[serde(default = "one")]
+    replicas: u32,
+    #[serde(default)]
+    prefetch: Option<u16>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// A worker's service: an id from the main file's `services`, or a definition in place.
+#[derive(Debug)]
+enum ServiceRef {
+    Id(String),
+    Inline(Box<ServiceSpec>),
+}
+
+impl<'de> Deserialize<'de> for ServiceRef {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct RefVisitor;
+        impl<'de> Visitor<'de> for RefVisitor {
+            type Value = ServiceRef;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a service id or an inline service definition")
+            }
+            fn visit_str<E: de::Error>(self, id: &str) -> Result<ServiceRef, E> {
+                Ok(ServiceRef::Id(id.to_string()))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<ServiceRef, A::Error> {
+                let spec = ServiceSpec::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                Ok(ServiceRef::Inline(Box::new(spec)))
+            }
+        }
+        deserializer.deserialize_any(RefVisitor)
+    }
+}
+
+/// A validated worker, ready to run.
+#[derive(Debug, Clone)]
+pub struct WorkerDef {
+    pub name: String,
+    pub file: PathBuf,
+    pub queue: String,
+    pub follow_queue: Option<String>,
+    pub job_state: i64,
+    pub services: Vec<NamedService>,
+    pub replicas: u32,
+    pub prefetch: u16,
+}
+
+/// A service with the id it is known by in logs, metrics and `DPS_SERVICE`
+/// (`WORKER.services[I]` for inline ones).
+#[derive(Debug, Clone)]
+pub struct NamedService {
+    pub id: String,
+    pub def: Arc<ServiceDef>,
+}
+
+/// Parses and validates one worker file. `catalog` holds the main file's services;
+/// `default_prefetch` is `amqp.prefetch`.
+pub fn load_worker(
+    path: &Path,
+    catalog: &BTreeMap<String, Arc<ServiceDef>>,
+    default_prefetch: u16,
+) -> Result<WorkerDef, Problems> {
+    let name = worker_name(path)?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Problem::new(path, None, format!("cannot read: {e}")))?;
+    let file: WorkerFile = serde_yaml::from_str(&text).map_err(|e| Problem::from_yaml(path, &e))?;
+
+    let mut problems = Problems::default();
+    for (key, queue) in [
+        ("queue", Some(&file.queue)),
+        ("follow_queue", file.follow_queue.as_ref()),
+    ] {
+        if let Some(message) = queue.and_then(|q| queue_name_problem(q)) {
+            problems.push(Problem::near(path, &text, key, format!("{key}: {message}")));
+        }
+    }
+    if file.prefetch == Some(0) {
+        problems.push(Problem::near(
+            path,
+            &text,
+            "prefetch",
+            "prefetch must be at least 1",
+        ));
+    }
+    if file.services.is_empty() && file.follow_queue.is_none() {
+        problems.push(Problem::near(
+            path,
+            &text,
+            "services",
+            "a worker without services must at least have a follow_queue",
+        ));
+    }
+    let base = path.parent().unwrap_or(Path::new("."));
+    let mut services = Vec::new();
+    for (i, service) in file.services.iter().enumerate() {
+        match resolve(&name, i, service, catalog, base) {
+            Ok(named) => services.push(named),
+            Err((needle, message)) => problems.push(Problem::near(path, &text, &needle, message)),
+        }
+    }
+    problems.into_result(WorkerDef {
+        name,
+        file: path.to_path_buf(),
+        queue: file.queue,
+        follow_queue: file.follow_queue,
+        job_state: file.job_state,
+        services,
+        replicas: file.replicas,
+        prefetch: file.prefetch.unwrap_or(default_prefetch),
+    })
+}
+
+/// The worker's name is the file's stem; it shows in process titles, logs and metrics,
+/// so it is kept to a safe alphabet.
+fn worker_name(path: &Path) -> Result<String, Problem> {
+    let stem = path
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or_default();
+    let ok = !stem.is_empty()
+        && stem
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+    if ok {
+        Ok(stem.to_string())
+    } else {
+        Err(Problem::new(
+            path,
+            None,
+            "a worker file's name must be letters, digits, '_', '-' or '.' followed by .yaml",
+        ))
+    }
+}
+
+fn resolve(
+    worker: &str,
+    index: usize,
+    service: &ServiceRef,
+    catalog: &BTreeMap<String, Arc<ServiceDef>>,
+    base: &Path,
+) -> Result<NamedService, (String, String)> {
+    match service {
+        ServiceRef::Id(id) => catalog
+            .get(id)
+            .map(|def| NamedService {
+                id: id.clone(),
+                def: def.clone(),
+            })
+            .ok_or_else(|| {
+                let known: Vec<&str> = catalog.keys().map(String::as_str).collect();
+                (
+                    id.clone(),
+                    format!("unknown service id {id:?} (defined: {})", known.join(", ")),
+                )
+            }),
+        ServiceRef::Inline(spec) => spec
+            .validate(base)
+            .map(|def| NamedService {
+                id: format!("{worker}.services[{index}]"),
+                def: Arc::new(def),
+            })
+            .map_err(|e| ("services".to_string(), format!("services[{index}]: {e}"))),
+    }
+}
+
+pub fn queue_name_problem(queue: &str) -> Option<String> {
+    if queue.is_empty() {
+        Some("must not be empty".into())
+    } else if queue.len() > MAX_QUEUE_NAME {
+        Some(format!("longer than {MAX_QUEUE_NAME} bytes"))
+    } else if queue.starts_with("amq.") {
+        Some("names starting with \"amq.\" are reserved by RabbitMQ".into())
+    } else {
+        None
+    }
+}
+
+/// Every `*.yaml` / `*.yml` file of a folder, sorted, so output is stable.
+pub fn yaml_files(dir: &Path) -> Result<Vec<PathBuf>, Problem> {
+    let entries = std::fs::read_dir(dir)
+        .map_err(|e| Problem::new(dir, None, format!("cannot read folder: {e}")))?;
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")))
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::services::Builtin;
+
+    fn catalog() -> BTreeMap<String, Arc<ServiceDef>> {
+        let mut c = BTreeMap::new();
+        c.insert(
+            "svc1".to_string(),
+            Arc::new(ServiceDef::Builtin(Builtin::Constant("test1".into()))),
+        );
+        c
+    }
+
+    fn load(yaml: &str) -> Result<WorkerDef, Problems> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("w1.yaml");
+        std::fs::write(&path, yaml).expect("write");
+        load_worker(&path, &catalog(), 7)
+    }
+
+    #[test]
+    fn a_full_worker() {
+        let w = load("queue: a\nfollow_queue: b\njob_state: 1\nservices: [svc1, {builtin: echo}]\nreplicas: 3\n")
+            .expect("valid");
+        assert_eq!(w.name, "w1");
+        assert_eq!(
+            (w.queue.as_str(), w.follow_queue.as_deref()),
+            ("a", Some("b"))
+        );
+        assert_eq!((w.replicas, w.prefetch), (3, 7));
+        let ids: Vec<&str> = w.services.iter().map(|s| s.id.as_str()).collect();
+        assert_eq!(ids, ["svc1", "w1.services[1]"]);
+    }
+
+    #[test]
+    fn unknown_service_id_is_reported_on_its_line() {
+        let err = load("queue: a\njob_state: 1\nservices:\n  - svc1\n  - nope\n").unwrap_err();
+        assert_eq!(err.0.len(), 1);
+        assert_eq!(err.0[0].line, Some(5));
+        assert!(
+            err.0[0].message.contains("unknown service id \"nope\""),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn unknown_keys_and_syntax_errors_have_lines() {
+        let err = load("queue: a\njob_state: 1\nservices: [svc1]\nreplica: 2\n").unwrap_err();
+        assert_eq!(err.0[0].line, Some(4));
+        assert!(
+            err.0[0].message.contains("unknown field `replica`"),
+            "{err}"
+        );
+        let err = load("queue: a\njob_state: [1\n").unwrap_err();
+        assert!(err.0[0].line.is_some(), "{err}");
+    }
+
+    #[test]
+    fn several_problems_at_once() {
+        let err = load("queue: ''\njob_state: 1\nservices: [x, {builtin: nah}]\nprefetch: 0\n")
+            .unwrap_err();
+        assert_eq!(err.0.len(), 4, "{err}");
+    }
+}

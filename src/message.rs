@@ -1,0 +1,160 @@
+//! The message envelope: a JSON object with `executionId`, optional `simulate`, and `_last`
+//! (the previous service's result). Everything else in it belongs to the user and travels
+//! untouched.
+
+use serde_json::{Map, Value};
+
+pub const EXECUTION_ID: &str = "executionId";
+pub const SIMULATE: &str = "simulate";
+pub const LAST: &str = "_last";
+
+/// A parsed message body.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Message {
+    /// Always a JSON object; kept as a `Value` so services can borrow it without a copy.
+    body: Value,
+    execution_id: String,
+}
+
+/// Why a body can't be processed. Such a message is parked with this reason, never retried:
+/// no attempt can make it valid.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Malformed {
+    #[error("body is not UTF-8")]
+    NotUtf8,
+    #[error("body is not JSON: {0}")]
+    NotJson(String),
+    #[error("body is JSON but not an object (it is {0})")]
+    NotAnObject(&'static str),
+    #[error("executionId must be a string or a number, not {0}")]
+    BadExecutionId(&'static str),
+}
+
+impl Message {
+    /// Parses a body; a missing (or null or empty) executionId gets a fresh one.
+    pub fn parse(bytes: &[u8]) -> Result<Message, Malformed> {
+        let text = std::str::from_utf8(bytes).map_err(|_| Malformed::NotUtf8)?;
+        let value: Value =
+            serde_json::from_str(text).map_err(|e| Malformed::NotJson(e.to_string()))?;
+        match value {
+            Value::Object(body) => Message::from_object(body),
+            other => Err(Malformed::NotAnObject(kind(&other))),
+        }
+    }
+
+    /// Wraps an object, assigning an executionId when it has none.
+    pub fn from_object(mut body: Map<String, Value>) -> Result<Message, Malformed> {
+        let execution_id = match body.get(EXECUTION_ID) {
+            Some(Value::String(id)) if !id.is_empty() => id.clone(),
+            Some(Value::Number(n)) => n.to_string(),
+            None | Some(Value::Null) | Some(Value::String(_)) => {
+                let id = new_execution_id();
+                body.insert(EXECUTION_ID.into(), Value::String(id.clone()));
+                id
+            }
+            Some(other) => return Err(Malformed::BadExecutionId(kind(other))),
+        };
+        Ok(Message {
+            body: Value::Object(body),
+            execution_id,
+        })
+    }
+
+    pub fn execution_id(&self) -> &str {
+        &self.execution_id
+    }
+
+    /// `simulate: true` runs the chain without calling services.
+    pub fn simulate(&self) -> bool {
+        self.body
+            .get(SIMULATE)
+            .and_then(Value::as_bool)
+            .unwrap_or(false)
+    }
+
+    pub fn last(&self) -> Option<&Value> {
+        self.body.get(LAST)
+    }
+
+    pub fn set_last(&mut self, result: Value) {
+        if let Value::Object(map) = &mut self.body {
+            map.insert(LAST.into(), result);
+        }
+    }
+
+    /// The body (an object), as a service sees it.
+    pub fn body(&self) -> &Value {
+        &self.body
+    }
+
+    pub fn to_bytes(&self) -> Vec<u8> {
+        // Serialising a Map of Values cannot fail (keys are strings).
+        serde_json::to_vec(&self.body).unwrap_or_default()
+    }
+}
+
+pub fn new_execution_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+fn kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn keeps_an_execution_id_and_assigns_a_missing_one() {
+        let m = Message::parse(br#"{"mydata": {}, "executionId": "abc"}"#).expect("valid");
+        assert_eq!(m.execution_id(), "abc");
+        let m = Message::parse(br#"{"mydata": {}}"#).expect("valid");
+        assert_eq!(m.execution_id().len(), 36);
+        assert_eq!(m.body()[EXECUTION_ID], json!(m.execution_id()));
+        let m = Message::parse(br#"{"executionId": 42}"#).expect("valid");
+        assert_eq!(m.execution_id(), "42");
+    }
+
+    #[test]
+    fn rejects_what_is_not_an_object() {
+        assert_eq!(Message::parse(b"\xff\xfe"), Err(Malformed::NotUtf8));
+        assert!(matches!(
+            Message::parse(b"{not json"),
+            Err(Malformed::NotJson(_))
+        ));
+        assert_eq!(
+            Message::parse(b"[1,2]"),
+            Err(Malformed::NotAnObject("an array"))
+        );
+        assert_eq!(
+            Message::parse(b"\"x\""),
+            Err(Malformed::NotAnObject("a string"))
+        );
+        assert_eq!(
+            Message::parse(br#"{"executionId": {}}"#),
+            Err(Malformed::BadExecutionId("an object"))
+        );
+    }
+
+    #[test]
+    fn simulate_and_last() {
+        let mut m = Message::parse(br#"{"simulate": true}"#).expect("valid");
+        assert!(m.simulate());
+        assert_eq!(m.last(), None);
+        m.set_last(json!("r"));
+        let again = Message::parse(&m.to_bytes()).expect("round trip");
+        assert_eq!(again.last(), Some(&json!("r")));
+        assert!(!Message::parse(br#"{"simulate": "yes"}"#)
+            .expect("valid")
+            .simulate());
+    }
+}

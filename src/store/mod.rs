@@ -1,0 +1,163 @@
+//! Where state lives: job state per executionId (with one stage per worker) and parked
+//! messages. A trait, so the MongoDB backend and the embedded one (SPEC 3.1) are
+//! interchangeable and held to the same contract.
+
+mod mongo;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::Value;
+
+pub use mongo::MongoStore;
+
+use crate::config::Settings;
+
+/// The outcome of one worker's handling of one execution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Done,
+    Retrying,
+    Parked,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Done => "done",
+            Status::Retrying => "retrying",
+            Status::Parked => "parked",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Status> {
+        match text {
+            "done" => Some(Status::Done),
+            "retrying" => Some(Status::Retrying),
+            "parked" => Some(Status::Parked),
+            _ => None,
+        }
+    }
+}
+
+/// One entry of an execution's `stages`: what one worker did with it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Stage {
+    pub worker: String,
+    /// The worker's `job_state`; it becomes the execution's `state` when `status` is done.
+    pub state: i64,
+    pub status: Status,
+    pub attempts: u32,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: DateTime<Utc>,
+    pub duration_ms: i64,
+    pub error: Option<String>,
+    /// The last service's result (what went on as `_last`); kept so that a redelivered
+    /// message can be forwarded again without calling the services again.
+    pub result: Option<Value>,
+}
+
+/// The job-state document of one execution.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Execution {
+    pub execution_id: String,
+    pub state: Option<i64>,
+    pub status: Status,
+    pub worker: String,
+    pub attempts: u32,
+    pub error: Option<String>,
+    pub updated_at: DateTime<Utc>,
+    pub stages: Vec<Stage>,
+}
+
+impl Execution {
+    /// The stage in which `worker` completed this execution, if it did.
+    pub fn done_by(&self, worker: &str) -> Option<&Stage> {
+        self.stages
+            .iter()
+            .rev()
+            .find(|s| s.worker == worker && s.status == Status::Done)
+    }
+}
+
+/// A message that could not be processed, kept for inspection and replay.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ParkedMessage {
+    /// `WORKER:EXECUTIONID` when the message parsed (one entry per execution and worker),
+    /// a fresh UUID when it did not.
+    pub id: String,
+    /// The body: the JSON when it parses, else the text, else base64 of the bytes.
+    pub body: ParkedBody,
+    pub worker: String,
+    pub queue: String,
+    pub execution_id: Option<String>,
+    pub attempts: u32,
+    pub error: String,
+    pub first_failed_at: DateTime<Utc>,
+    pub last_failed_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase", tag = "encoding", content = "data")]
+pub enum ParkedBody {
+    Json(Value),
+    Text(String),
+    Base64(String),
+}
+
+impl ParkedBody {
+    pub fn from_bytes(bytes: &[u8]) -> ParkedBody {
+        use base64::Engine;
+        match std::str::from_utf8(bytes) {
+            Ok(text) => match serde_json::from_str(text) {
+                Ok(value) => ParkedBody::Json(value),
+                Err(_) => ParkedBody::Text(text.to_string()),
+            },
+            Err(_) => ParkedBody::Base64(base64::engine::general_purpose::STANDARD.encode(bytes)),
+        }
+    }
+}
+
+/// Why the store could not do what was asked. Callers retry `Unavailable` (the server will
+/// come back) and report `Invalid` (retrying cannot help).
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    #[error("store rejected the data: {0}")]
+    Invalid(String),
+}
+
+#[async_trait]
+pub trait Store: Send + Sync {
+    /// Appends `stage` to the execution's stages and updates its summary fields, creating the
+    /// document on first sight. One round trip.
+    async fn record_stage(&self, execution_id: &str, stage: &Stage) -> Result<(), StoreError>;
+
+    /// The job-state document, if the execution is known.
+    async fn execution(&self, execution_id: &str) -> Result<Option<Execution>, StoreError>;
+
+    /// Keeps a message that could not be processed.
+    async fn park(&self, message: &ParkedMessage) -> Result<(), StoreError>;
+}
+
+/// Opens the configured backend.
+pub async fn open(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
+    match settings
+        .mongodb
+        .as_ref()
+        .and_then(|m| m.uri.as_deref().map(|uri| (m, uri)))
+    {
+        Some((mongo, uri)) => Ok(Arc::new(MongoStore::connect(uri, mongo).await?)),
+        None => anyhow::bail!(
+            "mongodb.uri is not set, and the embedded store is not available in this version: \
+             set mongodb.uri in the configuration"
+        ),
+    }
+}

@@ -1,0 +1,254 @@
+//! The MongoDB backend: the production store, shared by every dpsd host.
+//!
+//! Write path: one `update_one` with upsert per recorded stage (the `executionId` index makes
+//! it a point update), so a chain of two workers costs two round trips per message.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use mongodb::bson::{self, doc, Bson, Document};
+use mongodb::error::{Error as MongoError, ErrorKind, WriteFailure};
+use mongodb::options::{ClientOptions, IndexOptions};
+use mongodb::{Client, Collection, IndexModel};
+use serde_json::Value;
+
+use super::{Execution, ParkedBody, ParkedMessage, Stage, Status, Store, StoreError};
+use crate::config::MongoSettings;
+
+const DUPLICATE_KEY: i32 = 11000;
+
+pub struct MongoStore {
+    job_state: Collection<Document>,
+    failed: Collection<Document>,
+}
+
+impl MongoStore {
+    /// Connects and makes sure the indexes exist (idempotent). Fails when the server can't be
+    /// reached within a few seconds, so a wrong URI is reported at start-up.
+    pub async fn connect(uri: &str, settings: &MongoSettings) -> anyhow::Result<MongoStore> {
+        let mut options = ClientOptions::parse(uri)
+            .await
+            .map_err(|e| anyhow::anyhow!("bad mongodb.uri: {}", clean(&e)))?;
+        options.app_name = Some("dpsd".into());
+        options.server_selection_timeout = Some(Duration::from_secs(5));
+        options.connect_timeout = Some(Duration::from_secs(5));
+        let client = Client::with_options(options)?;
+        let db = client.database(&settings.database);
+        let store = MongoStore {
+            job_state: db.collection(&settings.job_state_collection),
+            failed: db.collection("failed_messages"),
+        };
+        store.ensure_indexes().await.map_err(|e| {
+            anyhow::anyhow!(
+                "cannot prepare MongoDB database {:?}: {e}",
+                settings.database
+            )
+        })?;
+        Ok(store)
+    }
+
+    async fn ensure_indexes(&self) -> Result<(), StoreError> {
+        let unique = IndexOptions::builder().unique(true).build();
+        let by_execution = IndexModel::builder()
+            .keys(doc! {"executionId": 1})
+            .options(unique)
+            .build();
+        self.job_state
+            .create_index(by_execution)
+            .await
+            .map_err(classify)?;
+        let by_worker = IndexModel::builder()
+            .keys(doc! {"worker": 1, "lastFailedAt": 1})
+            .build();
+        self.failed
+            .create_index(by_worker)
+            .await
+            .map_err(classify)?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Store for MongoStore {
+    async fn record_stage(&self, execution_id: &str, stage: &Stage) -> Result<(), StoreError> {
+        let filter = doc! {"executionId": execution_id};
+        let update = stage_update(stage)?;
+        let upsert = || {
+            self.job_state
+                .update_one(filter.clone(), update.clone())
+                .upsert(true)
+        };
+        match upsert().await {
+            // Two workers creating the same document at once: the loser's upsert hits the
+            // unique index; by now the document exists, so the retry is a plain update.
+            Err(e) if is_duplicate_key(&e) => upsert().await.map(drop).map_err(classify),
+            other => other.map(drop).map_err(classify),
+        }
+    }
+
+    async fn execution(&self, execution_id: &str) -> Result<Option<Execution>, StoreError> {
+        let found = self
+            .job_state
+            .find_one(doc! {"executionId": execution_id})
+            .await
+            .map_err(classify)?;
+        found.map(|d| execution_from(&d)).transpose()
+    }
+
+    async fn park(&self, message: &ParkedMessage) -> Result<(), StoreError> {
+        let set = doc! {
+            "body": parked_body(&message.body)?,
+            "worker": &message.worker,
+            "queue": &message.queue,
+            "executionId": message.execution_id.as_deref(),
+            "attempts": message.attempts as i64,
+            "error": &message.error,
+            "lastFailedAt": bson::DateTime::from_chrono(message.last_failed_at),
+        };
+        let update = doc! {
+            "$set": set,
+            "$setOnInsert": {"firstFailedAt": bson::DateTime::from_chrono(message.first_failed_at)},
+        };
+        // Keyed by id, so parking the same execution again (a redelivery after a crash, or a
+        // replay that failed again) updates one entry instead of adding another.
+        self.failed
+            .update_one(doc! {"_id": &message.id}, update)
+            .upsert(true)
+            .await
+            .map(drop)
+            .map_err(classify)
+    }
+}
+
+fn stage_update(stage: &Stage) -> Result<Document, StoreError> {
+    let now = bson::DateTime::now();
+    let mut set = doc! {
+        "status": stage.status.as_str(),
+        "worker": &stage.worker,
+        "attempts": stage.attempts as i64,
+        "error": stage.error.as_deref(),
+        "updatedAt": now,
+    };
+    if stage.status == Status::Done {
+        set.insert("state", stage.state);
+    }
+    Ok(doc! {
+        "$set": set,
+        "$setOnInsert": {"createdAt": now},
+        "$push": {"stages": stage_document(stage)?},
+    })
+}
+
+fn stage_document(stage: &Stage) -> Result<Document, StoreError> {
+    Ok(doc! {
+        "worker": &stage.worker,
+        "state": stage.state,
+        "status": stage.status.as_str(),
+        "attempts": stage.attempts as i64,
+        "startedAt": bson::DateTime::from_chrono(stage.started_at),
+        "finishedAt": bson::DateTime::from_chrono(stage.finished_at),
+        "durationMs": stage.duration_ms,
+        "error": stage.error.as_deref(),
+        "result": stage.result.as_ref().map(to_bson).transpose()?,
+    })
+}
+
+fn parked_body(body: &ParkedBody) -> Result<Document, StoreError> {
+    Ok(match body {
+        ParkedBody::Json(value) => doc! {"encoding": "json", "data": to_bson(value)?},
+        ParkedBody::Text(text) => doc! {"encoding": "text", "data": text},
+        ParkedBody::Base64(data) => doc! {"encoding": "base64", "data": data},
+    })
+}
+
+fn to_bson(value: &Value) -> Result<Bson, StoreError> {
+    bson::to_bson(value).map_err(|e| StoreError::Invalid(format!("cannot store JSON as BSON: {e}")))
+}
+
+fn execution_from(d: &Document) -> Result<Execution, StoreError> {
+    let stages = match d.get_array("stages") {
+        Ok(stages) => stages
+            .iter()
+            .filter_map(Bson::as_document)
+            .map(stage_from)
+            .collect::<Result<Vec<_>, _>>()?,
+        Err(_) => Vec::new(),
+    };
+    Ok(Execution {
+        execution_id: text(d, "executionId")?,
+        state: integer(d, "state"),
+        status: status(d)?,
+        worker: text(d, "worker")?,
+        attempts: integer(d, "attempts").unwrap_or(0) as u32,
+        error: d.get_str("error").ok().map(str::to_string),
+        updated_at: time(d, "updatedAt")?,
+        stages,
+    })
+}
+
+fn stage_from(d: &Document) -> Result<Stage, StoreError> {
+    Ok(Stage {
+        worker: text(d, "worker")?,
+        state: integer(d, "state").unwrap_or(0),
+        status: status(d)?,
+        attempts: integer(d, "attempts").unwrap_or(0) as u32,
+        started_at: time(d, "startedAt")?,
+        finished_at: time(d, "finishedAt")?,
+        duration_ms: integer(d, "durationMs").unwrap_or(0),
+        error: d.get_str("error").ok().map(str::to_string),
+        result: d
+            .get("result")
+            .filter(|b| !matches!(b, Bson::Null))
+            .map(|b| b.clone().into_relaxed_extjson()),
+    })
+}
+
+fn text(d: &Document, key: &str) -> Result<String, StoreError> {
+    d.get_str(key)
+        .map(str::to_string)
+        .map_err(|_| StoreError::Invalid(format!("stored job state lacks {key}")))
+}
+
+fn integer(d: &Document, key: &str) -> Option<i64> {
+    match d.get(key)? {
+        Bson::Int32(n) => Some(*n as i64),
+        Bson::Int64(n) => Some(*n),
+        Bson::Double(f) => Some(*f as i64),
+        _ => None,
+    }
+}
+
+fn status(d: &Document) -> Result<Status, StoreError> {
+    d.get_str("status")
+        .ok()
+        .and_then(Status::parse)
+        .ok_or_else(|| StoreError::Invalid("stored job state has no valid status".into()))
+}
+
+fn time(d: &Document, key: &str) -> Result<DateTime<Utc>, StoreError> {
+    d.get_datetime(key)
+        .map(|t| t.to_chrono())
+        .map_err(|_| StoreError::Invalid(format!("stored job state lacks {key}")))
+}
+
+fn is_duplicate_key(error: &MongoError) -> bool {
+    matches!(&*error.kind, ErrorKind::Write(WriteFailure::WriteError(w)) if w.code == DUPLICATE_KEY)
+        || matches!(&*error.kind, ErrorKind::Command(c) if c.code == DUPLICATE_KEY)
+}
+
+/// A write error the server gave for the data itself (too large, invalid) is `Invalid`;
+/// everything else (network, elections, timeouts) is worth waiting for.
+fn classify(error: MongoError) -> StoreError {
+    match &*error.kind {
+        ErrorKind::Write(WriteFailure::WriteError(w)) => StoreError::Invalid(w.message.clone()),
+        ErrorKind::InvalidArgument { message, .. } => StoreError::Invalid(message.clone()),
+        ErrorKind::BsonSerialization(e) => StoreError::Invalid(e.to_string()),
+        _ => StoreError::Unavailable(clean(&error)),
+    }
+}
+
+/// The driver's messages can quote the connection string; keep credentials out of logs.
+fn clean(error: &MongoError) -> String {
+    crate::redact::redact_urls(&error.to_string())
+}

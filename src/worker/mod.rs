@@ -1,0 +1,181 @@
+//! The generic worker: one replica consuming one queue. This file owns the broker side —
+//! connecting, consuming, settling deliveries, reconnecting after a lost connection and
+//! draining on stop; `handler` decides what happens to each message.
+
+mod handler;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use amqprs::channel::ConsumerMessage;
+use amqprs::channel::{
+    BasicAckArguments, BasicCancelArguments, BasicConsumeArguments, BasicNackArguments,
+    BasicQosArguments, Channel,
+};
+use tokio::task::JoinSet;
+use tracing::{error, info, warn};
+
+pub use handler::{Delivery, Handler, Verdict, REFORWARD_HEADER};
+
+use crate::broker::{self, BrokerError, Publisher};
+use crate::shutdown::Shutdown;
+
+const RECONNECT_MIN: Duration = Duration::from_millis(200);
+const RECONNECT_MAX: Duration = Duration::from_secs(30);
+/// A session that lasted this long was healthy: the next reconnect starts fast again.
+const HEALTHY_SESSION: Duration = Duration::from_secs(30);
+
+/// One replica of a worker.
+pub struct Worker {
+    pub handler: Arc<Handler>,
+    pub amqp_url: String,
+    pub replica: u32,
+}
+
+impl Worker {
+    /// Consumes until a graceful stop, reconnecting whenever the connection is lost.
+    pub async fn run(&self, shutdown: &Shutdown) {
+        let mut delay = RECONNECT_MIN;
+        loop {
+            let began = Instant::now();
+            match self.session(shutdown).await {
+                Ok(()) => return,
+                Err(e) => warn!("{e}; reconnecting in {}", humantime::format_duration(delay)),
+            }
+            if began.elapsed() > HEALTHY_SESSION {
+                delay = RECONNECT_MIN;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = shutdown.graceful.cancelled() => return,
+            }
+            delay = (delay * 2).min(RECONNECT_MAX);
+        }
+    }
+
+    /// One connection's life. Returns Ok after a graceful stop, Err when the connection failed.
+    async fn session(&self, shutdown: &Shutdown) -> Result<(), BrokerError> {
+        let def = &self.handler.def;
+        let name = format!("dpsd worker {} #{}", def.name, self.replica);
+        let connection = broker::connect(&self.amqp_url, &name).await?;
+        let channel = connection.open_channel(None).await?;
+        broker::declare_queue(&channel, &def.queue).await?;
+        if let Some(follow) = &def.follow_queue {
+            broker::declare_queue(&channel, follow).await?;
+        }
+        channel
+            .basic_qos(BasicQosArguments::new(0, def.prefetch, false))
+            .await?;
+        let publisher = Publisher::open(&connection).await?;
+        let args = BasicConsumeArguments::new(&def.queue, "")
+            .manual_ack(true)
+            .finish();
+        let (consumer_tag, mut deliveries) = channel.basic_consume_rx(args).await?;
+        info!(queue = %def.queue, prefetch = def.prefetch, "consuming");
+
+        let mut in_flight = JoinSet::new();
+        let mut health = tokio::time::interval(Duration::from_secs(1));
+        let lost = loop {
+            tokio::select! {
+                _ = shutdown.graceful.cancelled() => break None,
+                delivery = deliveries.recv() => match delivery {
+                    Some(delivery) => self.dispatch(delivery, &channel, &publisher, &mut in_flight),
+                    None => break Some("the broker closed the consumer"),
+                },
+                Some(done) = in_flight.join_next() => report_panic(done),
+                _ = health.tick() => if !connection.is_open() || !channel.is_open() {
+                    break Some("the connection to RabbitMQ was lost");
+                },
+            }
+        };
+        if let Some(reason) = lost {
+            // Their acks could not reach the broker any more: it redelivers them.
+            in_flight.abort_all();
+            return Err(BrokerError::Amqp(reason.into()));
+        }
+        self.drain(&channel, &consumer_tag, in_flight, shutdown)
+            .await;
+        broker::close(vec![channel, publisher.channel().clone()], connection).await;
+        Ok(())
+    }
+
+    fn dispatch(
+        &self,
+        message: ConsumerMessage,
+        channel: &Channel,
+        publisher: &Publisher,
+        in_flight: &mut JoinSet<()>,
+    ) {
+        let (Some(deliver), Some(props), Some(body)) =
+            (message.deliver, message.basic_properties, message.content)
+        else {
+            warn!("incomplete delivery from the broker ignored");
+            return;
+        };
+        let delivery = Delivery {
+            body,
+            redelivered: deliver.redelivered(),
+            reforwarded: broker::header(&props, REFORWARD_HEADER).is_some(),
+        };
+        let tag = deliver.delivery_tag();
+        let handler = self.handler.clone();
+        let channel = channel.clone();
+        let publisher = publisher.clone();
+        in_flight.spawn(async move {
+            let verdict = handler.handle(&delivery, &publisher).await;
+            settle(&channel, tag, verdict).await;
+        });
+    }
+
+    /// Stops consuming and lets the messages in hand finish (until a hard stop).
+    async fn drain(
+        &self,
+        channel: &Channel,
+        consumer_tag: &str,
+        mut in_flight: JoinSet<()>,
+        shutdown: &Shutdown,
+    ) {
+        if let Err(e) = channel
+            .basic_cancel(BasicCancelArguments::new(consumer_tag))
+            .await
+        {
+            warn!("could not cancel the consumer: {e}");
+        }
+        info!(in_flight = in_flight.len(), "draining");
+        loop {
+            tokio::select! {
+                next = in_flight.join_next() => match next {
+                    Some(done) => report_panic(done),
+                    None => break,
+                },
+                _ = shutdown.hard.cancelled() => {
+                    warn!(abandoned = in_flight.len(), "hard stop: unfinished messages go back to the queue");
+                    in_flight.abort_all();
+                    break;
+                }
+            }
+        }
+    }
+}
+
+async fn settle(channel: &Channel, tag: u64, verdict: Verdict) {
+    let result = match verdict {
+        Verdict::Ack => channel.basic_ack(BasicAckArguments::new(tag, false)).await,
+        Verdict::Requeue => {
+            channel
+                .basic_nack(BasicNackArguments::new(tag, false, true))
+                .await
+        }
+    };
+    if let Err(e) = result {
+        warn!("could not settle delivery {tag} ({verdict:?}): {e}; the broker will redeliver it");
+    }
+}
+
+fn report_panic(done: Result<(), tokio::task::JoinError>) {
+    if let Err(e) = done {
+        if e.is_panic() {
+            error!("a message handler panicked: {e}; the message will be redelivered");
+        }
+    }
+}

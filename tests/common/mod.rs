@@ -1,0 +1,367 @@
+//! The integration-test harness: a private configuration folder, queues and database per
+//! test (so tests run in parallel and leave nothing behind), the real `dpsd` binary, and
+//! the real RabbitMQ and MongoDB-wire servers that `make test` starts.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use amqprs::channel::{
+    BasicGetArguments, BasicPublishArguments, QueueDeclareArguments, QueueDeleteArguments,
+};
+use amqprs::connection::{Connection, OpenConnectionArguments};
+use amqprs::{BasicProperties, FieldTable, FieldValue};
+use mongodb::bson::{doc, Document};
+use serde_json::Value;
+
+pub const DEFAULT_AMQP: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+
+pub fn amqp_url() -> String {
+    std::env::var("DPSD_TEST_AMQP_URL").unwrap_or_else(|_| DEFAULT_AMQP.into())
+}
+
+pub fn mongo_uri() -> String {
+    std::env::var("DPSD_TEST_MONGODB_URI")
+        .expect("DPSD_TEST_MONGODB_URI is not set: run the tests with `make test`, which starts the servers")
+}
+
+/// One test's world: a config folder, a database and a queue prefix of its own.
+pub struct TestEnv {
+    pub id: String,
+    pub dir: tempfile::TempDir,
+    pub amqp_url: String,
+    pub database: String,
+    queues: std::sync::Mutex<Vec<String>>,
+    children: std::sync::Mutex<Vec<Child>>,
+}
+
+impl TestEnv {
+    pub fn new(name: &str) -> TestEnv {
+        TestEnv::with_amqp(name, &amqp_url())
+    }
+
+    pub fn with_amqp(name: &str, amqp_url: &str) -> TestEnv {
+        let short = uuid::Uuid::new_v4().simple().to_string()[..8].to_string();
+        let id = format!("{name}_{short}");
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(dir.path().join("workers.d")).expect("mkdir");
+        let env = TestEnv {
+            database: format!("dpsdtest_{short}"),
+            id,
+            dir,
+            amqp_url: amqp_url.to_string(),
+            queues: Default::default(),
+            children: Default::default(),
+        };
+        env.write_main("");
+        env
+    }
+
+    /// A queue name private to this test (and remembered for deletion).
+    pub fn queue(&self, name: &str) -> String {
+        let queue = format!("{}.{name}", self.id);
+        let mut queues = self.queues.lock().expect("lock");
+        if !queues.contains(&queue) {
+            queues.push(queue.clone());
+        }
+        queue
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("dpsd.yaml")
+    }
+
+    /// Writes the main file: this test's servers, the example services, then `extra`.
+    pub fn write_main(&self, extra: &str) {
+        let text = format!(
+            "amqp:\n  url: {}\n  prefetch: 10\nmongodb:\n  uri: {}\n  database: {}\nlog:\n  level: info,dpsd=debug\nworkers_dir: workers.d\nsupervisor:\n  shutdown_timeout: 10s\nservices:\n  integration_test_service1: {{builtin: constant, value: test1}}\n  integration_test_service2: {{builtin: constant, value: test2_0}}\n  integration_test_service2_1: {{builtin: constant, value: test2_1}}\n{extra}",
+            self.amqp_url,
+            mongo_uri(),
+            self.database
+        );
+        std::fs::write(self.config_path(), text).expect("write main config");
+    }
+
+    pub fn write_worker(&self, name: &str, yaml: &str) {
+        std::fs::write(
+            self.dir
+                .path()
+                .join("workers.d")
+                .join(format!("{name}.yaml")),
+            yaml,
+        )
+        .expect("write worker");
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn dpsd(&self) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_dpsd"));
+        command
+            .arg("--config")
+            .arg(self.config_path())
+            .env_remove("DPSD_ENV");
+        command
+    }
+
+    /// Starts `dpsd worker NAME`, its log in the test folder; killed when the test ends.
+    pub fn start_worker(&self, name: &str) -> u32 {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.path(&format!("{name}.log")))
+            .expect("log file");
+        let child = self
+            .dpsd()
+            .args(["worker", name])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn dpsd worker");
+        let pid = child.id();
+        self.children.lock().expect("lock").push(child);
+        pid
+    }
+
+    pub fn worker_log(&self, name: &str) -> String {
+        std::fs::read_to_string(self.path(&format!("{name}.log"))).unwrap_or_default()
+    }
+
+    /// Waits until the worker's log says it consumes (its queue is declared by then).
+    pub fn wait_consuming(&self, name: &str, times: usize) {
+        wait_for(
+            &format!("worker {name} consuming"),
+            Duration::from_secs(20),
+            || self.worker_log(name).matches("consuming").count() >= times,
+        );
+    }
+
+    /// Sends a JSON message with `dpsd send`; returns the executionId it printed.
+    pub fn send(&self, queue: &str, json: &str) -> String {
+        let out = self
+            .dpsd()
+            .args(["send", queue, json])
+            .output()
+            .expect("run dpsd send");
+        assert!(
+            out.status.success(),
+            "dpsd send failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.dpsd().args(args).output().expect("run dpsd")
+    }
+
+    pub fn rt(&self) -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime")
+    }
+
+    pub fn db(&self) -> mongodb::sync::Database {
+        mongodb::sync::Client::with_uri_str(mongo_uri())
+            .expect("mongo client")
+            .database(&self.database)
+    }
+
+    pub fn execution(&self, execution_id: &str) -> Option<Document> {
+        self.db()
+            .collection::<Document>("job_state")
+            .find_one(doc! {"executionId": execution_id})
+            .run()
+            .expect("query job_state")
+    }
+
+    pub fn parked(&self) -> Vec<Document> {
+        let cursor = self
+            .db()
+            .collection::<Document>("failed_messages")
+            .find(doc! {})
+            .run()
+            .expect("query");
+        cursor
+            .collect::<Result<Vec<_>, _>>()
+            .expect("read failed_messages")
+    }
+
+    /// Waits until every execution has reached `state` with status done.
+    pub fn wait_done(&self, ids: &[String], state: i32, timeout: Duration) {
+        wait_for(
+            &format!("{} executions in state {state}", ids.len()),
+            timeout,
+            || {
+                let states = self.db().collection::<Document>("job_state");
+                let filter = doc! {"executionId": {"$in": ids}, "state": state, "status": "done"};
+                states.count_documents(filter).run().expect("count") as usize == ids.len()
+            },
+        );
+    }
+
+    /// Publishes raw bytes (for bodies `dpsd send` would refuse), persistently.
+    pub fn publish_raw(&self, queue: &str, body: &[u8], headers: &[(&str, &str)]) {
+        let (url, queue, body) = (self.amqp_url.clone(), queue.to_string(), body.to_vec());
+        let headers: Vec<(String, String)> = headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        self.rt().block_on(async move {
+            let connection = connect(&url).await;
+            let channel = connection.open_channel(None).await.expect("channel");
+            channel
+                .queue_declare(QueueDeclareArguments::durable_client_named(&queue))
+                .await
+                .expect("declare");
+            let mut props = BasicProperties::default();
+            props.with_persistence(true);
+            if !headers.is_empty() {
+                let mut table = FieldTable::new();
+                for (k, v) in headers {
+                    table.insert(
+                        k.try_into().expect("header name"),
+                        FieldValue::S(v.try_into().expect("header value")),
+                    );
+                }
+                props.with_headers(table);
+            }
+            channel
+                .basic_publish(props.finish(), body, BasicPublishArguments::new("", &queue))
+                .await
+                .expect("publish");
+            channel.close().await.expect("close channel");
+            connection.close().await.expect("close connection");
+        });
+    }
+
+    /// Takes one message from a queue (acked), if there is one.
+    pub fn get(&self, queue: &str) -> Option<Value> {
+        let (url, queue) = (self.amqp_url.clone(), queue.to_string());
+        self.rt().block_on(async move {
+            let connection = connect(&url).await;
+            let channel = connection.open_channel(None).await.expect("channel");
+            channel
+                .queue_declare(QueueDeclareArguments::durable_client_named(&queue))
+                .await
+                .expect("declare");
+            let got = channel
+                .basic_get(BasicGetArguments::new(&queue).no_ack(true).finish())
+                .await
+                .expect("get");
+            channel.close().await.expect("close channel");
+            connection.close().await.expect("close connection");
+            got.map(|(_, _, body)| serde_json::from_slice(&body).expect("JSON body"))
+        })
+    }
+
+    /// Messages ready in a queue.
+    pub fn depth(&self, queue: &str) -> u32 {
+        let (url, queue) = (self.amqp_url.clone(), queue.to_string());
+        self.rt().block_on(async move {
+            let connection = connect(&url).await;
+            let channel = connection.open_channel(None).await.expect("channel");
+            let (_, count, _) = channel
+                .queue_declare(QueueDeclareArguments::durable_client_named(&queue))
+                .await
+                .expect("declare")
+                .expect("declare-ok");
+            channel.close().await.expect("close channel");
+            connection.close().await.expect("close connection");
+            count
+        })
+    }
+
+    pub fn kill_workers(&self) {
+        for mut child in self.children.lock().expect("lock").drain(..) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for TestEnv {
+    /// Leaves nothing behind: workers killed, queues deleted, database dropped.
+    fn drop(&mut self) {
+        self.kill_workers();
+        let queues = self.queues.lock().map(|q| q.clone()).unwrap_or_default();
+        let url = self.amqp_url.clone();
+        let db = self.db();
+        let cleanup = std::thread::spawn(move || {
+            let _ = db.drop().run();
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async move {
+                let Ok(connection) = try_connect(&url).await else {
+                    return;
+                };
+                if let Ok(channel) = connection.open_channel(None).await {
+                    for queue in queues {
+                        let _ = channel
+                            .queue_delete(QueueDeleteArguments::new(&queue))
+                            .await;
+                    }
+                    let _ = channel.close().await;
+                }
+                let _ = connection.close().await;
+            });
+        });
+        let _ = cleanup.join();
+    }
+}
+
+async fn try_connect(url: &str) -> Result<Connection, amqprs::error::Error> {
+    let parsed = url::Url::parse(url).expect("amqp url");
+    let args = OpenConnectionArguments::new(
+        parsed.host_str().unwrap_or("127.0.0.1"),
+        parsed.port().unwrap_or(5672),
+        "guest",
+        "guest",
+    );
+    Connection::open(&args).await
+}
+
+async fn connect(url: &str) -> Connection {
+    try_connect(url).await.expect("connect to RabbitMQ")
+}
+
+/// Polls `condition` every 100 ms until it holds; panics naming `what` after `timeout`.
+pub fn wait_for(what: &str, timeout: Duration, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !condition() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+pub fn stage_results(execution: &Document) -> Vec<(String, String, Option<mongodb::bson::Bson>)> {
+    execution
+        .get_array("stages")
+        .expect("stages")
+        .iter()
+        .filter_map(|s| s.as_document())
+        .map(|s| {
+            (
+                s.get_str("worker").unwrap_or_default().to_string(),
+                s.get_str("status").unwrap_or_default().to_string(),
+                s.get("result").cloned(),
+            )
+        })
+        .collect()
+}
+
+pub fn exists(path: &Path) -> bool {
+    path.exists()
+}

@@ -1,0 +1,243 @@
+//! The generic worker end to end (SPEC 4.2): the example chain, simulate, `_last`, parking
+//! of malformed bodies, redelivery dedupe and concurrency, against real servers.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{stage_results, wait_for, TestEnv};
+use mongodb::bson::Bson;
+use serde_json::json;
+
+fn example_chain(env: &TestEnv, extra_worker2: &str) -> (String, String) {
+    let (stage1, stage2) = (env.queue("stage1_test"), env.queue("stage2_test"));
+    env.write_worker(
+        "test_worker1",
+        &format!("queue: {stage1}\nfollow_queue: {stage2}\njob_state: 1\nservices: [integration_test_service1]\n"),
+    );
+    env.write_worker(
+        "test_worker2",
+        &format!("queue: {stage2}\njob_state: 2\nservices: [integration_test_service2, integration_test_service2_1]\n{extra_worker2}"),
+    );
+    env.start_worker("test_worker1");
+    env.start_worker("test_worker2");
+    env.wait_consuming("test_worker1", 1);
+    env.wait_consuming("test_worker2", 1);
+    (stage1, stage2)
+}
+
+#[test]
+fn chain_two_stages_records_both_states() {
+    let env = TestEnv::new("chain");
+    let sink = env.queue("sink");
+    let (stage1, _) = example_chain(&env, &format!("follow_queue: {sink}\n"));
+    let ids: Vec<String> = (0..5)
+        .map(|i| env.send(&stage1, &format!(r#"{{"mydata": {{"n": {i}}}}}"#)))
+        .collect();
+    env.wait_done(&ids, 2, Duration::from_secs(30));
+
+    for id in &ids {
+        let execution = env.execution(id).expect("job state");
+        assert_eq!(execution.get_str("worker").ok(), Some("test_worker2"));
+        let stages = stage_results(&execution);
+        assert_eq!(stages.len(), 2, "{execution}");
+        assert_eq!(
+            stages[0],
+            (
+                "test_worker1".into(),
+                "done".into(),
+                Some(Bson::String("test1".into()))
+            )
+        );
+        assert_eq!(
+            stages[1],
+            (
+                "test_worker2".into(),
+                "done".into(),
+                Some(Bson::String("test2_1".into()))
+            )
+        );
+    }
+    // The message leaving the chain carries the last service's result as `_last`.
+    let mut forwarded = Vec::new();
+    while let Some(message) = env.get(&sink) {
+        forwarded.push(message);
+    }
+    assert_eq!(forwarded.len(), ids.len());
+    for message in forwarded {
+        assert_eq!(message["_last"], json!("test2_1"));
+        assert!(ids.contains(
+            &message["executionId"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        ));
+        assert!(
+            message["mydata"]["n"].is_number(),
+            "user data travels untouched: {message}"
+        );
+    }
+}
+
+#[test]
+fn each_service_sees_the_previous_result_as_last() {
+    let env = TestEnv::new("last");
+    let queue = env.queue("in");
+    env.write_worker(
+        "w",
+        &format!("queue: {queue}\njob_state: 7\nservices:\n  - {{builtin: constant, value: first}}\n  - {{exec: [cat]}}\n"),
+    );
+    env.start_worker("w");
+    env.wait_consuming("w", 1);
+    let id = env.send(&queue, r#"{"mydata": {"k": "v"}}"#);
+    env.wait_done(std::slice::from_ref(&id), 7, Duration::from_secs(20));
+    let execution = env.execution(&id).expect("job state");
+    let (_, _, result) = &stage_results(&execution)[0];
+    let seen = result
+        .as_ref()
+        .and_then(Bson::as_document)
+        .expect("cat returned its input");
+    assert_eq!(seen.get_str("_last").ok(), Some("first"));
+    assert_eq!(
+        seen.get_document("mydata")
+            .ok()
+            .and_then(|d| d.get_str("k").ok()),
+        Some("v")
+    );
+}
+
+#[test]
+fn simulate_records_and_forwards_without_calling_services() {
+    let env = TestEnv::new("simulate");
+    let (first, second) = (env.queue("first"), env.queue("second"));
+    env.write_worker(
+        "w1",
+        &format!("queue: {first}\nfollow_queue: {second}\njob_state: 1\nservices: [{{builtin: fail, message: must not run}}]\n"),
+    );
+    env.start_worker("w1");
+    env.wait_consuming("w1", 1);
+    let id = env.send(&first, r#"{"mydata": {}, "simulate": true}"#);
+    env.wait_done(std::slice::from_ref(&id), 1, Duration::from_secs(20));
+    let forwarded = env.get(&second).expect("forwarded");
+    assert_eq!(forwarded["simulate"], json!(true));
+    assert_eq!(forwarded["executionId"], json!(id));
+    assert!(env.parked().is_empty());
+}
+
+#[test]
+fn malformed_body_is_parked_and_the_next_message_processed() {
+    let env = TestEnv::new("malformed");
+    let queue = env.queue("in");
+    env.write_worker(
+        "w",
+        &format!("queue: {queue}\njob_state: 1\nservices: [integration_test_service1]\n"),
+    );
+    env.start_worker("w");
+    env.wait_consuming("w", 1);
+    env.publish_raw(&queue, b"this is not json", &[]);
+    env.publish_raw(&queue, b"[1, 2, 3]", &[]);
+    env.publish_raw(&queue, b"\xff\xfe binary", &[]);
+    let id = env.send(&queue, r#"{"mydata": {}}"#);
+    env.wait_done(&[id], 1, Duration::from_secs(20));
+    wait_for("three parked messages", Duration::from_secs(10), || {
+        env.parked().len() == 3
+    });
+    let mut errors: Vec<(String, String)> = env
+        .parked()
+        .iter()
+        .map(|p| {
+            let body = p.get_document("body").expect("body");
+            (
+                body.get_str("encoding").unwrap_or_default().to_string(),
+                p.get_str("error").unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    errors.sort();
+    assert_eq!(errors[0], ("base64".into(), "body is not UTF-8".into()));
+    assert_eq!(errors[1].0, "json");
+    assert!(
+        errors[1].1.contains("not an object (it is an array)"),
+        "{errors:?}"
+    );
+    assert_eq!(errors[2].0, "text");
+    assert!(errors[2].1.contains("not JSON"), "{errors:?}");
+    assert_eq!(env.depth(&queue), 0, "parked messages are acked");
+}
+
+#[test]
+fn redelivery_of_a_completed_execution_does_not_run_services_again() {
+    let env = TestEnv::new("dedupe");
+    let (queue, next) = (env.queue("in"), env.queue("next"));
+    let calls = env.path("calls");
+    env.write_worker(
+        "w",
+        &format!(
+            "queue: {queue}\nfollow_queue: {next}\njob_state: 1\nservices: [{{exec: [sh, -c, 'echo x >> {}; echo counted']}}]\n",
+            calls.display()
+        ),
+    );
+    env.start_worker("w");
+    env.wait_consuming("w", 1);
+    let id = env.send(&queue, r#"{"mydata": {}}"#);
+    env.wait_done(std::slice::from_ref(&id), 1, Duration::from_secs(20));
+    assert_eq!(
+        env.get(&next).expect("forwarded")["_last"],
+        json!("counted")
+    );
+    // What a redelivery looks like to the worker once the first stage completed.
+    let body = format!(r#"{{"executionId": "{id}", "mydata": {{}}}}"#);
+    env.publish_raw(&queue, body.as_bytes(), &[("x-dpsd-reforward", "1")]);
+    wait_for("the copy forwarded again", Duration::from_secs(20), || {
+        env.depth(&next) == 1
+    });
+    let again = env.get(&next).expect("forwarded again");
+    assert_eq!(
+        again["_last"],
+        json!("counted"),
+        "the recorded result goes on"
+    );
+    let calls = std::fs::read_to_string(calls).expect("calls file");
+    assert_eq!(calls.lines().count(), 1, "the service ran once");
+}
+
+#[test]
+fn a_slow_service_does_not_serialise_the_replica() {
+    let env = TestEnv::new("concurrent");
+    let queue = env.queue("in");
+    env.write_worker("w", &format!("queue: {queue}\njob_state: 1\nprefetch: 8\nservices: [{{builtin: sleep, duration: 1s}}]\n"));
+    env.start_worker("w");
+    env.wait_consuming("w", 1);
+    let ids: Vec<String> = (0..8).map(|_| env.send(&queue, "{}")).collect();
+    env.wait_done(&ids, 1, Duration::from_secs(30));
+    // Intervals [startedAt, finishedAt] of the eight executions: how many overlap at most.
+    let mut edges = Vec::new();
+    for id in &ids {
+        let execution = env.execution(id).expect("state");
+        let stage = execution.get_array("stages").expect("stages")[0]
+            .as_document()
+            .expect("stage")
+            .clone();
+        edges.push((
+            stage
+                .get_datetime("startedAt")
+                .expect("start")
+                .timestamp_millis(),
+            1,
+        ));
+        edges.push((
+            stage
+                .get_datetime("finishedAt")
+                .expect("finish")
+                .timestamp_millis(),
+            -1,
+        ));
+    }
+    edges.sort();
+    let (mut now, mut most) = (0, 0);
+    for (_, step) in edges {
+        now += step;
+        most = most.max(now);
+    }
+    assert!(most >= 4, "at most {most} messages were in service at once");
+}
