@@ -151,23 +151,34 @@ fn layered(path: &Path, overlay: Option<&Path>) -> Result<Settings, Problem> {
     if let Some(overlay) = overlay {
         figment = figment.merge(Yaml::file(overlay));
     }
+    // The filter sees the key split but not yet lowercased: `AMQP.PREFETCH`.
     let env = Env::prefixed("DPSD_").split("__").filter(|key| {
-        SECTIONS
-            .iter()
-            .any(|s| key.as_str().split('.').next() == Some(*s))
+        let section = key.as_str().split('.').next().unwrap_or_default();
+        SECTIONS.iter().any(|s| section.eq_ignore_ascii_case(s))
     });
     figment
         .merge(env)
         .extract()
-        .map_err(|e| Problem::new(path, None, figment_message(e)))
+        .map_err(|e| figment_problem(path, e))
 }
 
-fn figment_message(error: figment::Error) -> String {
-    error
-        .into_iter()
-        .map(|e| e.to_string())
-        .collect::<Vec<_>>()
-        .join("; ")
+/// Names the variable when the environment layer is at fault (`DPSD_AMQP__PREFETCH: ...`),
+/// else the main file; figment knows keys, not lines, but the files were linted already.
+fn figment_problem(path: &Path, error: figment::Error) -> Problem {
+    let from_env = error
+        .metadata
+        .as_ref()
+        .is_some_and(|m| m.name.contains("environment"));
+    if from_env {
+        let variable = format!("DPSD_{}", error.path.join("__").to_uppercase());
+        Problem::new(
+            Path::new("environment"),
+            None,
+            format!("{variable}: {}", error.kind),
+        )
+    } else {
+        Problem::new(path, None, error.to_string())
+    }
 }
 
 /// Relative paths in the main file are relative to that file, not to the working directory,

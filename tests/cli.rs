@@ -1,0 +1,150 @@
+//! The `check` and `send` commands as an operator types them (SPEC 2).
+
+mod common;
+
+use common::TestEnv;
+
+fn check(env: &TestEnv) -> (i32, String) {
+    let out = env.run(&["check"]);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), text)
+}
+
+#[test]
+fn check_accepts_a_valid_configuration() {
+    let env = TestEnv::new("checkok");
+    env.write_worker(
+        "w",
+        "queue: a\nfollow_queue: b\njob_state: 1\nservices: [integration_test_service1]\n",
+    );
+    let (code, text) = check(&env);
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        text.contains("ok") && text.contains("1 worker(s): w"),
+        "{text}"
+    );
+}
+
+#[test]
+fn check_reports_every_problem_with_file_and_line() {
+    let env = TestEnv::new("checkbad");
+    env.write_worker(
+        "typo",
+        "queue: a\njob_state: 1\nservices: [integration_test_service1]\nreplicaz: 2\n",
+    );
+    env.write_worker(
+        "unknown",
+        "queue: a\njob_state: 1\nservices:\n  - integration_test_service1\n  - no_such_service\n",
+    );
+    env.write_worker("syntax", "queue: a\njob_state: [1\n");
+    env.write_worker(
+        "duration",
+        "queue: a\njob_state: 1\nservices: [{builtin: sleep, duration: a while}]\n",
+    );
+    let (code, text) = check(&env);
+    assert_eq!(code, 1, "{text}");
+    assert!(
+        text.contains("typo.yaml:4: unknown field `replicaz`"),
+        "{text}"
+    );
+    assert!(
+        text.contains("unknown.yaml:5: unknown service id \"no_such_service\""),
+        "{text}"
+    );
+    assert!(text.contains("syntax.yaml:"), "{text}");
+    assert!(text.contains("duration.yaml:3:"), "{text}");
+}
+
+#[test]
+fn check_reports_main_file_problems() {
+    let env = TestEnv::new("checkmain");
+    env.write_main("supervisor_typo: 1\n");
+    let (code, text) = check(&env);
+    assert_eq!(code, 1, "{text}");
+    assert!(
+        text.contains("dpsd.yaml:") && text.contains("supervisor_typo"),
+        "{text}"
+    );
+
+    env.write_main("bad_service_section: [\n");
+    let (code, text) = check(&env);
+    assert_eq!(code, 1, "{text}");
+}
+
+#[test]
+fn environment_variables_override_the_file_and_are_checked() {
+    let env = TestEnv::new("checkenv");
+    let out = env
+        .dpsd()
+        .arg("check")
+        .env("DPSD_AMQP__PREFETCH", "lots")
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(text.contains("DPSD_AMQP__PREFETCH: invalid type"), "{text}");
+    let out = env
+        .dpsd()
+        .arg("check")
+        .env("DPSD_AMQP__PREFETCH", "3")
+        .output()
+        .expect("run");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn send_reads_stdin_and_adds_an_execution_id() {
+    use std::io::Write;
+    let env = TestEnv::new("send");
+    let queue = env.queue("q");
+    let mut child = env
+        .dpsd()
+        .args(["send", &queue])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(br#"{"mydata": {"from": "stdin"}}"#)
+        .expect("write");
+    let out = child.wait_with_output().expect("wait");
+    assert!(out.status.success());
+    let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let message = env.get(&queue).expect("published");
+    assert_eq!(message["executionId"], serde_json::json!(id));
+    assert_eq!(message["mydata"]["from"], serde_json::json!("stdin"));
+
+    let kept = env.send(&queue, r#"{"executionId": "mine"}"#);
+    assert_eq!(kept, "mine");
+}
+
+#[test]
+fn send_refuses_what_is_not_a_json_object() {
+    let env = TestEnv::new("sendbad");
+    let queue = env.queue("q");
+    for bad in ["[1]", "{oops", "42"] {
+        let out = env.run(&["send", &queue, bad]);
+        assert_eq!(out.status.code(), Some(2), "{bad}");
+        assert!(!String::from_utf8_lossy(&out.stderr).is_empty());
+    }
+}
+
+#[test]
+fn worker_for_an_unknown_name_is_a_configuration_error() {
+    let env = TestEnv::new("noworker");
+    let out = env.run(&["worker", "ghost"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("ghost.yaml"));
+}

@@ -1,0 +1,102 @@
+//! Nothing is lost when a replica dies or the broker restarts (SPEC 4.2, 10).
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use common::{wait_for, TestEnv};
+use mongodb::bson::{doc, Document};
+
+fn count_done(env: &TestEnv, state: i32) -> u64 {
+    let states = env.db().collection::<Document>("job_state");
+    states
+        .count_documents(doc! {"state": state, "status": "done"})
+        .run()
+        .expect("count")
+}
+
+#[test]
+fn a_replica_killed_mid_batch_loses_no_message() {
+    let env = TestEnv::new("sigkill");
+    let queue = env.queue("in");
+    env.write_worker("w", &format!("queue: {queue}\njob_state: 1\nprefetch: 5\nservices: [{{builtin: sleep, duration: 200ms}}]\n"));
+    let pid = env.start_worker("w");
+    env.wait_consuming("w", 1);
+    let ids: Vec<String> = (0..30)
+        .map(|i| env.send(&queue, &format!(r#"{{"n": {i}}}"#)))
+        .collect();
+    wait_for("some messages done", Duration::from_secs(30), || {
+        count_done(&env, 1) >= 5
+    });
+
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill");
+    let done_at_kill = count_done(&env, 1);
+    assert!(done_at_kill < 30, "the kill came too late to test anything");
+
+    env.start_worker("w");
+    env.wait_done(&ids, 1, Duration::from_secs(60));
+    assert_eq!(env.depth(&queue), 0);
+    assert!(env.parked().is_empty());
+}
+
+/// The private broker node that `make test` starts for this test alone (the shared broker
+/// must not restart under the tests running beside this one).
+fn restartable_broker() -> (String, String) {
+    let var = |name| {
+        std::env::var(name)
+            .ok()
+            .filter(|v| !v.is_empty())
+            .unwrap_or_else(|| panic!("{name} is not set: run the tests with `make test`, which starts a private broker node"))
+    };
+    (
+        var("DPSD_TEST_RESTARTABLE_AMQP_URL"),
+        var("DPSD_TEST_RESTARTABLE_NODE"),
+    )
+}
+
+fn rabbitmqctl(node: &str, verb: &str) {
+    let status = Command::new("rabbitmqctl")
+        .args(["-q", "-n", node, verb])
+        .status()
+        .expect("run rabbitmqctl");
+    assert!(status.success(), "rabbitmqctl {verb} failed");
+}
+
+#[test]
+fn the_broker_restarted_mid_run_loses_no_message() {
+    let (url, node) = restartable_broker();
+    let env = TestEnv::with_amqp("brokerrestart", &url);
+    let (first, second) = (env.queue("first"), env.queue("second"));
+    env.write_worker(
+        "w1",
+        &format!("queue: {first}\nfollow_queue: {second}\njob_state: 1\nprefetch: 4\nservices: [{{builtin: sleep, duration: 100ms}}]\n"),
+    );
+    env.write_worker(
+        "w2",
+        &format!("queue: {second}\njob_state: 2\nservices: [integration_test_service2]\n"),
+    );
+    env.start_worker("w1");
+    env.start_worker("w2");
+    env.wait_consuming("w1", 1);
+    env.wait_consuming("w2", 1);
+    let ids: Vec<String> = (0..20)
+        .map(|i| env.send(&first, &format!(r#"{{"n": {i}}}"#)))
+        .collect();
+    wait_for("a few messages through", Duration::from_secs(30), || {
+        count_done(&env, 2) >= 2
+    });
+
+    rabbitmqctl(&node, "stop_app");
+    std::thread::sleep(Duration::from_secs(2));
+    rabbitmqctl(&node, "start_app");
+
+    env.wait_consuming("w1", 2);
+    env.wait_consuming("w2", 2);
+    env.wait_done(&ids, 2, Duration::from_secs(90));
+    assert_eq!(env.depth(&first) + env.depth(&second), 0);
+}
