@@ -39,7 +39,13 @@ enum Command {
     /// Validate all configuration files; print every problem with file and line
     Check,
     /// Publish one message (JSON argument, or stdin when absent or "-"); prints its executionId
-    Send { queue: String, json: Option<String> },
+    Send {
+        queue: String,
+        json: Option<String>,
+        /// Publish this many copies, each with its own executionId
+        #[arg(long, default_value_t = 1)]
+        count: u32,
+    },
 }
 
 fn main() -> ExitCode {
@@ -66,8 +72,8 @@ fn run(global: &Global, command: Command) -> Result<(), Failure> {
         Command::Worker { name, replica } => {
             runtime()?.block_on(commands::worker(global, &name, replica))
         }
-        Command::Send { queue, json } => {
-            runtime()?.block_on(commands::send(global, &queue, json.as_deref()))
+        Command::Send { queue, json, count } => {
+            runtime()?.block_on(commands::send(global, &queue, json.as_deref(), count))
         }
     }
 }

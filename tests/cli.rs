@@ -131,6 +131,22 @@ fn send_reads_stdin_and_adds_an_execution_id() {
 }
 
 #[test]
+fn send_count_publishes_copies_with_their_own_ids() {
+    let env = TestEnv::new("sendcount");
+    let queue = env.queue("q");
+    let out = env.run(&["send", &queue, r#"{"mydata": {}}"#, "--count", "5"]);
+    assert!(out.status.success());
+    let ids: std::collections::BTreeSet<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(ids.len(), 5);
+    assert_eq!(env.depth(&queue), 5);
+    let out = env.run(&["send", &queue, r#"{"executionId": "x"}"#, "--count", "2"]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
 fn send_refuses_what_is_not_a_json_object() {
     let env = TestEnv::new("sendbad");
     let queue = env.queue("q");

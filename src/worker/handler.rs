@@ -144,17 +144,18 @@ impl Handler {
         publisher: &Publisher,
         clock: Instant,
     ) -> Verdict {
-        if let Err(verdict) = self
-            .persist(|| self.store.record_stage(message.execution_id(), &stage))
-            .await
-        {
+        let services_ms = clock.elapsed().as_millis() as u64;
+        let record = self.persist(|| self.store.record_stage(message.execution_id(), &stage));
+        if let Err(verdict) = record.await {
             return verdict;
         }
+        let store_ms = clock.elapsed().as_millis() as u64 - services_ms;
         if let Err(e) = self.forward(&message, publisher, false).await {
             warn!("forward failed, message goes back to the queue: {e}");
             return Verdict::Requeue;
         }
-        info!(elapsed_ms = clock.elapsed().as_millis() as u64, "done");
+        let elapsed_ms = clock.elapsed().as_millis() as u64;
+        info!(elapsed_ms, services_ms, store_ms, "done");
         Verdict::Ack
     }
 
