@@ -3,8 +3,8 @@
 //! A worker consumes a queue, calls its services in order, records the outcome per
 //! executionId in the store and forwards the message to its follow-up queue. The modules
 //! follow that path: `config` (what to run), `broker` (RabbitMQ), `services` (what is
-//! called), `store` (where state lives), `worker` (the loop tying them together) and
-//! `commands` (the command line's verbs).
+//! called), `store` (where state lives), `worker` (the loop tying them together), `supervisor`
+//! (replicas of every worker kept running) and `commands` (the command line's verbs).
 
 pub mod broker;
 pub mod commands;
@@ -15,4 +15,5 @@ pub mod redact;
 pub mod services;
 pub mod shutdown;
 pub mod store;
+pub mod supervisor;
 pub mod worker;

@@ -20,6 +20,10 @@ pub fn init(settings: &LogSettings, verbose: bool) -> anyhow::Result<LogGuard> {
     if verbose {
         level.push_str(",dpsd=debug");
     }
+    // amqprs reports every channel it opens at info; that is debug detail for an operator.
+    if !level.contains("amqprs") {
+        level.push_str(",amqprs=warn");
+    }
     let filter =
         EnvFilter::try_new(&level).map_err(|e| anyhow::anyhow!("bad log.level {level:?}: {e}"))?;
     let mut layers: Vec<Box<dyn Layer<Registry> + Send + Sync>> = Vec::new();

@@ -24,11 +24,13 @@ struct Cli {
     #[arg(short, long, global = true)]
     verbose: bool,
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
 }
 
 #[derive(Subcommand)]
 enum Command {
+    /// The daemon: keeps the replicas of every workers.d file running (the default)
+    Run,
     /// Run one replica of worker NAME in the foreground (Ctrl-C drains and exits)
     Worker {
         name: String,
@@ -57,7 +59,7 @@ fn main() -> ExitCode {
         },
         verbose: cli.verbose,
     };
-    match run(&global, cli.command) {
+    match run(&global, cli.command.unwrap_or(Command::Run)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
             eprintln!("dpsd: {failure}");
@@ -69,6 +71,7 @@ fn main() -> ExitCode {
 fn run(global: &Global, command: Command) -> Result<(), Failure> {
     match command {
         Command::Check => commands::check(global),
+        Command::Run => runtime()?.block_on(commands::run(global)),
         Command::Worker { name, replica } => {
             runtime()?.block_on(commands::worker(global, &name, replica))
         }

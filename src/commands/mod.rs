@@ -2,10 +2,12 @@
 //! code: 1 for a runtime failure, 2 for a usage or configuration error (SPEC 2).
 
 mod check;
+mod run;
 mod send;
 mod worker;
 
 pub use check::check;
+pub use run::run;
 pub use send::send;
 pub use worker::worker;
 

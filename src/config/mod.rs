@@ -128,7 +128,8 @@ impl Config {
     }
 }
 
-fn overlay_path(main: &Path, env: &str) -> PathBuf {
+/// `dpsd.<env>.yaml` beside the main file.
+pub fn overlay_path(main: &Path, env: &str) -> PathBuf {
     let stem = main.file_stem().and_then(|s| s.to_str()).unwrap_or("dpsd");
     main.with_file_name(format!("{stem}.{env}.yaml"))
 }

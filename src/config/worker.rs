@@ -63,7 +63,7 @@ impl<'de> Deserialize<'de> for ServiceRef {
 }
 
 /// A validated worker, ready to run.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct WorkerDef {
     pub name: String,
     pub file: PathBuf,
@@ -77,7 +77,7 @@ pub struct WorkerDef {
 
 /// A service with the id it is known by in logs, metrics and `DPS_SERVICE`
 /// (`WORKER.services[I]` for inline ones).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NamedService {
     pub id: String,
     pub def: Arc<ServiceDef>,

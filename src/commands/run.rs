@@ -1,0 +1,29 @@
+//! `dpsd run` (and bare `dpsd`): the daemon.
+
+use anyhow::Context;
+
+use super::{Failure, Global};
+use crate::logging;
+use crate::shutdown::Shutdown;
+use crate::supervisor::{Spawner, Supervisor};
+
+/// Supervises the replicas of every worker file until SIGTERM or SIGINT.
+pub async fn run(global: &Global) -> Result<(), Failure> {
+    let config = global.config()?;
+    let _log = logging::init(&config.settings.log, global.verbose)?;
+    let timeout = config.settings.supervisor.shutdown_timeout;
+    let shutdown = Shutdown::on_signals(timeout).context("install signal handlers")?;
+    let config_path = std::fs::canonicalize(&config.path)
+        .with_context(|| format!("resolve {}", config.path.display()))?;
+    let spawner = Spawner {
+        exe: std::env::current_exe().context("find the dpsd executable")?,
+        config: config_path.clone(),
+        env: global.source.env.clone(),
+        verbose: global.verbose,
+    };
+    let mut source = global.source.clone();
+    source.config = Some(config_path);
+    tracing::info!(version = env!("CARGO_PKG_VERSION"), "dpsd daemon starting");
+    Supervisor::run(source, config, spawner, shutdown).await?;
+    Ok(())
+}

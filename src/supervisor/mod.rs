@@ -1,0 +1,431 @@
+//! The supervisor: keeps `replicas` processes of every worker file running, restarts those
+//! that exit (with back-off), applies edits of workers.d without a restart of the daemon,
+//! and stops everything gracefully. One task owns all of this state; child exits and timers
+//! come back to it as [`Event`]s, so nothing here needs a lock.
+
+mod backoff;
+mod plan;
+mod replica;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::process::ExitStatus;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::mpsc;
+use tracing::{error, info, warn};
+
+pub use replica::Spawner;
+
+use crate::config::{yaml_files, Config, Source, WorkerDef};
+use crate::shutdown::Shutdown;
+use plan::Action;
+
+/// How often workers.d and the main file are compared with what is running.
+const POLL: Duration = Duration::from_secs(1);
+
+/// What comes back to the supervisor's loop from child watchers and timers.
+#[derive(Debug)]
+enum Event {
+    Exited {
+        worker: String,
+        replica: u32,
+        generation: u64,
+        pid: u32,
+        status: ExitStatus,
+    },
+    RestartDue {
+        worker: String,
+        replica: u32,
+        generation: u64,
+    },
+    /// A retiring process had its `shutdown_timeout`; kill it if it is still there.
+    Deadline { pid: u32 },
+}
+
+/// One worker as the supervisor runs it.
+struct WorkerRun {
+    def: WorkerDef,
+    slots: BTreeMap<u32, Slot>,
+    restarts: u64,
+    last_exit: Option<String>,
+}
+
+/// One replica position. `generation` tells this run's events from those of a replica that
+/// held the position before (retired, or replaced after a config change).
+struct Slot {
+    generation: u64,
+    /// None while waiting for a restart.
+    pid: Option<u32>,
+    started: Instant,
+    failures_in_row: u32,
+}
+
+pub struct Supervisor {
+    source: Source,
+    config: Config,
+    spawner: Spawner,
+    workers: BTreeMap<String, WorkerRun>,
+    /// Processes told to stop, not yet exited.
+    retiring: HashMap<u32, String>,
+    /// The content of every configuration file at the last reload.
+    files: Vec<(PathBuf, Vec<u8>)>,
+    generation: u64,
+    events: mpsc::UnboundedSender<Event>,
+}
+
+impl Supervisor {
+    /// Runs until a graceful stop, then stops every replica.
+    pub async fn run(
+        source: Source,
+        config: Config,
+        spawner: Spawner,
+        shutdown: Shutdown,
+    ) -> anyhow::Result<()> {
+        let (events, mut incoming) = mpsc::unbounded_channel();
+        let mut hangup = signal(SignalKind::hangup())?;
+        let mut supervisor = Supervisor {
+            source,
+            config,
+            spawner,
+            workers: BTreeMap::new(),
+            retiring: HashMap::new(),
+            files: Vec::new(),
+            generation: 0,
+            events,
+        };
+        supervisor.reload(true);
+        notify(sd_notify::NotifyState::Ready);
+        let mut poll = tokio::time::interval(POLL);
+        loop {
+            tokio::select! {
+                _ = shutdown.graceful.cancelled() => break,
+                Some(event) = incoming.recv() => supervisor.on_event(event),
+                _ = poll.tick() => supervisor.reload(false),
+                _ = hangup.recv() => {
+                    info!("SIGHUP: reloading");
+                    notify(sd_notify::NotifyState::Reloading);
+                    supervisor.reload(true);
+                    notify(sd_notify::NotifyState::Ready);
+                }
+            }
+        }
+        notify(sd_notify::NotifyState::Stopping);
+        supervisor.stop_all(&mut incoming, &shutdown).await;
+        Ok(())
+    }
+
+    /// Re-reads the configuration when a file changed (or always, when `force`), and brings
+    /// the running workers in line. A file that fails validation changes nothing.
+    fn reload(&mut self, force: bool) {
+        let files = self.config_files();
+        if !force && files == self.files {
+            return;
+        }
+        self.files = files;
+        match Config::load(&self.source) {
+            Ok(config) => self.config = config,
+            Err(problems) => {
+                error!("configuration invalid, keeping the running one:\n{problems}");
+                return;
+            }
+        }
+        let (wanted, problems) = self.config.workers();
+        let invalid: Vec<String> = problems.0.iter().filter_map(|p| stem(&p.file)).collect();
+        for problem in &problems.0 {
+            error!("{problem} (the worker keeps its last good definition)");
+        }
+        let running: BTreeMap<String, WorkerDef> = self
+            .workers
+            .iter()
+            .map(|(name, run)| (name.clone(), run.def.clone()))
+            .collect();
+        for action in plan::plan(&running, &wanted, &invalid) {
+            self.apply(action);
+        }
+    }
+
+    fn config_files(&self) -> Vec<(PathBuf, Vec<u8>)> {
+        let main = self.source.main_file();
+        let mut paths = vec![main.clone()];
+        if let Some(env) = &self.source.env {
+            paths.push(crate::config::overlay_path(&main, env));
+        }
+        paths.extend(yaml_files(&self.config.settings.workers_dir).unwrap_or_default());
+        paths
+            .into_iter()
+            .map(|p| {
+                let bytes = std::fs::read(&p).unwrap_or_default();
+                (p, bytes)
+            })
+            .collect()
+    }
+
+    fn apply(&mut self, action: Action) {
+        match action {
+            Action::Start(def) => {
+                info!(worker = %def.name, replicas = def.replicas, "starting worker");
+                let name = def.name.clone();
+                let run = WorkerRun {
+                    def,
+                    slots: BTreeMap::new(),
+                    restarts: 0,
+                    last_exit: None,
+                };
+                self.workers.insert(name.clone(), run);
+                self.scale(&name);
+            }
+            Action::Stop(name) => {
+                info!(worker = %name, "worker file removed: stopping its replicas");
+                if let Some(mut run) = self.workers.remove(&name) {
+                    let slots = std::mem::take(&mut run.slots);
+                    slots
+                        .into_values()
+                        .for_each(|slot| self.retire(&name, slot));
+                }
+            }
+            Action::Scale(def) => {
+                info!(worker = %def.name, replicas = def.replicas, "scaling worker");
+                let name = def.name.clone();
+                if let Some(run) = self.workers.get_mut(&name) {
+                    run.def = def;
+                }
+                self.scale(&name);
+            }
+            Action::Restart(def) => {
+                info!(worker = %def.name, "worker definition changed: restarting its replicas");
+                let name = def.name.clone();
+                if let Some(run) = self.workers.get_mut(&name) {
+                    run.def = def;
+                    let slots = std::mem::take(&mut run.slots);
+                    slots
+                        .into_values()
+                        .for_each(|slot| self.retire(&name, slot));
+                }
+                self.scale(&name);
+            }
+        }
+    }
+
+    /// Starts missing replica positions and retires those beyond `replicas`.
+    fn scale(&mut self, name: &str) {
+        let Some(run) = self.workers.get_mut(name) else {
+            return;
+        };
+        let wanted = run.def.replicas;
+        let extra: Vec<u32> = run.slots.keys().copied().filter(|i| *i >= wanted).collect();
+        let retired: Vec<Slot> = extra.iter().filter_map(|i| run.slots.remove(i)).collect();
+        let missing: Vec<u32> = (0..wanted).filter(|i| !run.slots.contains_key(i)).collect();
+        retired.into_iter().for_each(|slot| self.retire(name, slot));
+        for replica in missing {
+            self.start(name, replica, 0);
+        }
+    }
+
+    fn start(&mut self, name: &str, replica: u32, failures_in_row: u32) {
+        self.generation += 1;
+        let generation = self.generation;
+        let pid = match self.spawner.spawn(name, replica) {
+            Ok(child) => self.watch(name, replica, generation, child),
+            Err(e) => {
+                error!(worker = %name, replica, "cannot start replica: {e}");
+                None
+            }
+        };
+        let slot = Slot {
+            generation,
+            pid,
+            started: Instant::now(),
+            failures_in_row,
+        };
+        let Some(run) = self.workers.get_mut(name) else {
+            return;
+        };
+        run.slots.insert(replica, slot);
+        match pid {
+            Some(pid) => info!(worker = %name, replica, pid, "replica started"),
+            None => self.schedule_restart(name, replica),
+        }
+    }
+
+    /// Waits for the child in its own task and reports its exit as an event.
+    fn watch(
+        &self,
+        name: &str,
+        replica: u32,
+        generation: u64,
+        mut child: tokio::process::Child,
+    ) -> Option<u32> {
+        let pid = child.id()?;
+        let events = self.events.clone();
+        let worker = name.to_string();
+        tokio::spawn(async move {
+            if let Ok(status) = child.wait().await {
+                let _ = events.send(Event::Exited {
+                    worker,
+                    replica,
+                    generation,
+                    pid,
+                    status,
+                });
+            }
+        });
+        Some(pid)
+    }
+
+    fn on_event(&mut self, event: Event) {
+        match event {
+            Event::Exited {
+                worker,
+                replica,
+                generation,
+                pid,
+                status,
+            } => {
+                if self.retiring.remove(&pid).is_some() {
+                    info!(worker = %worker, replica, pid, "replica stopped ({})", describe(status));
+                } else {
+                    self.on_crash(&worker, replica, generation, status);
+                }
+            }
+            Event::RestartDue {
+                worker,
+                replica,
+                generation,
+            } => {
+                let due = self
+                    .workers
+                    .get(&worker)
+                    .and_then(|r| r.slots.get(&replica));
+                if let Some(slot) = due.filter(|s| s.generation == generation && s.pid.is_none()) {
+                    let failures = slot.failures_in_row;
+                    self.start(&worker, replica, failures);
+                }
+            }
+            Event::Deadline { pid } => {
+                if let Some(worker) = self.retiring.get(&pid) {
+                    warn!(worker = %worker, pid, "replica did not stop within shutdown_timeout: killing it");
+                    replica::signal(pid, Signal::SIGKILL);
+                }
+            }
+        }
+    }
+
+    fn on_crash(&mut self, worker: &str, replica: u32, generation: u64, status: ExitStatus) {
+        let Some(run) = self.workers.get_mut(worker) else {
+            return;
+        };
+        let Some(slot) = run
+            .slots
+            .get_mut(&replica)
+            .filter(|s| s.generation == generation)
+        else {
+            return;
+        };
+        run.restarts += 1;
+        run.last_exit = Some(describe(status));
+        slot.pid = None;
+        warn!(worker = %worker, replica, restarts = run.restarts, "replica exited ({})", describe(status));
+        self.schedule_restart(worker, replica);
+    }
+
+    fn schedule_restart(&mut self, worker: &str, replica: u32) {
+        let backoff = self.config.settings.supervisor.restart_backoff.clone();
+        let Some(slot) = self
+            .workers
+            .get_mut(worker)
+            .and_then(|r| r.slots.get_mut(&replica))
+        else {
+            return;
+        };
+        let (delay, failures) =
+            backoff::restart_delay(&backoff, slot.failures_in_row, slot.started.elapsed());
+        slot.failures_in_row = failures;
+        info!(worker = %worker, replica, "restarting in {}", humantime::format_duration(delay));
+        let event = Event::RestartDue {
+            worker: worker.to_string(),
+            replica,
+            generation: slot.generation,
+        };
+        self.after(delay, event);
+    }
+
+    /// Asks a replica to stop (it drains its messages) and kills it if it overstays.
+    fn retire(&mut self, worker: &str, slot: Slot) {
+        let Some(pid) = slot.pid else { return };
+        replica::signal(pid, Signal::SIGTERM);
+        self.retiring.insert(pid, worker.to_string());
+        self.after(
+            self.config.settings.supervisor.shutdown_timeout,
+            Event::Deadline { pid },
+        );
+    }
+
+    fn after(&self, delay: Duration, event: Event) {
+        let events = self.events.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            let _ = events.send(event);
+        });
+    }
+
+    /// SIGTERM to every replica, then wait for them; stragglers are killed after
+    /// `shutdown_timeout` (or at once on a second signal).
+    async fn stop_all(
+        &mut self,
+        incoming: &mut mpsc::UnboundedReceiver<Event>,
+        shutdown: &Shutdown,
+    ) {
+        let workers = std::mem::take(&mut self.workers);
+        for (name, run) in workers {
+            run.slots
+                .into_values()
+                .for_each(|slot| self.retire(&name, slot));
+        }
+        info!(
+            replicas = self.retiring.len(),
+            "stopping: waiting for replicas to finish their messages"
+        );
+        let deadline = tokio::time::sleep(self.config.settings.supervisor.shutdown_timeout);
+        tokio::pin!(deadline);
+        while !self.retiring.is_empty() {
+            tokio::select! {
+                Some(event) = incoming.recv() => self.on_event(event),
+                _ = &mut deadline => break,
+                _ = shutdown.hard.cancelled() => break,
+            }
+        }
+        for (pid, worker) in self.retiring.drain() {
+            warn!(worker = %worker, pid, "killing replica that did not stop in time");
+            replica::signal(pid, Signal::SIGKILL);
+        }
+        info!("stopped");
+    }
+}
+
+fn stem(path: &Path) -> Option<String> {
+    path.file_stem()
+        .and_then(|s| s.to_str())
+        .map(str::to_string)
+}
+
+fn describe(status: ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exit status {code}"),
+        (None, Some(signal)) => match Signal::try_from(signal) {
+            Ok(signal) => format!("signal {}", signal.as_str()),
+            Err(_) => format!("signal {signal}"),
+        },
+        _ => status.to_string(),
+    }
+}
+
+/// Tells systemd (when it started us with `Type=notify`) what state we are in.
+fn notify(state: sd_notify::NotifyState) {
+    if let Err(e) = sd_notify::notify(false, &[state]) {
+        warn!("cannot notify systemd: {e}");
+    }
+}

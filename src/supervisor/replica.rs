@@ -1,0 +1,57 @@
+//! Starting and signalling replica processes: `dpsd worker NAME --replica I`, children of
+//! the daemon that die with it.
+
+use std::io;
+use std::path::PathBuf;
+use std::process::Stdio;
+
+use nix::sys::prctl::set_pdeathsig;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::{getpid, getppid, Pid};
+use tokio::process::{Child, Command};
+
+/// How to start a replica: this very binary, with the daemon's configuration.
+#[derive(Debug, Clone)]
+pub struct Spawner {
+    pub exe: PathBuf,
+    pub config: PathBuf,
+    pub env: Option<String>,
+    pub verbose: bool,
+}
+
+impl Spawner {
+    pub fn spawn(&self, worker: &str, replica: u32) -> io::Result<Child> {
+        let mut command = Command::new(&self.exe);
+        command.arg("--config").arg(&self.config);
+        if let Some(env) = &self.env {
+            command.arg("--env").arg(env);
+        }
+        if self.verbose {
+            command.arg("--verbose");
+        }
+        command
+            .args(["worker", worker, "--replica", &replica.to_string()])
+            .env_remove("NOTIFY_SOCKET")
+            .stdin(Stdio::null())
+            .kill_on_drop(false);
+        let supervisor = getpid();
+        // SAFETY: the closure runs between fork and exec and only makes two syscalls.
+        unsafe {
+            command.pre_exec(move || {
+                // The kernel kills the replica when the daemon dies, even by SIGKILL.
+                set_pdeathsig(Signal::SIGKILL)?;
+                // ...unless the daemon died before that line: then stop here.
+                if getppid() != supervisor {
+                    return Err(io::Error::other("the supervisor exited during spawn"));
+                }
+                Ok(())
+            });
+        }
+        command.spawn()
+    }
+}
+
+/// Sends `signal` to a process; a process that is already gone is not an error.
+pub fn signal(pid: u32, signal: Signal) {
+    let _ = kill(Pid::from_raw(pid as i32), signal);
+}
