@@ -33,6 +33,9 @@ impl Spawner {
             .args(["worker", worker, "--replica", &replica.to_string()])
             .env_remove("NOTIFY_SOCKET")
             .stdin(Stdio::null())
+            // Its own process group: a Ctrl-C in the daemon's terminal reaches the daemon
+            // only, which then stops the replicas once (a second signal would hard-stop them).
+            .process_group(0)
             .kill_on_drop(false);
         let supervisor = getpid();
         // SAFETY: the closure runs between fork and exec and only makes two syscalls.

@@ -127,6 +127,45 @@ impl TestEnv {
         pid
     }
 
+    /// Starts `dpsd run` with this test's configuration, its log in `daemon.log`.
+    pub fn start_daemon(&self) -> u32 {
+        let log = std::fs::File::create(self.path("daemon.log")).expect("log file");
+        let child = self
+            .dpsd()
+            .arg("run")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn dpsd run");
+        let pid = child.id();
+        self.children.lock().expect("lock").push(child);
+        pid
+    }
+
+    pub fn daemon_log(&self) -> String {
+        std::fs::read_to_string(self.path("daemon.log")).unwrap_or_default()
+    }
+
+    /// Takes the daemon's Child back (to wait for its exit status).
+    pub fn take_child(&self, pid: u32) -> Child {
+        let mut children = self.children.lock().expect("lock");
+        let index = children
+            .iter()
+            .position(|c| c.id() == pid)
+            .expect("a child of this test");
+        children.remove(index)
+    }
+
+    pub fn remove_worker(&self, name: &str) {
+        std::fs::remove_file(
+            self.dir
+                .path()
+                .join("workers.d")
+                .join(format!("{name}.yaml")),
+        )
+        .expect("remove worker");
+    }
+
     pub fn worker_log(&self, name: &str) -> String {
         std::fs::read_to_string(self.path(&format!("{name}.log"))).unwrap_or_default()
     }
@@ -364,4 +403,71 @@ pub fn stage_results(execution: &Document) -> Vec<(String, String, Option<mongod
 
 pub fn exists(path: &Path) -> bool {
     path.exists()
+}
+
+/// `dpsd worker NAME` processes whose parent is `parent`, as (pid, replica number).
+pub fn replicas_of(parent: u32, worker: &str) -> Vec<(u32, u32)> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if parent_of(pid) != Some(parent) {
+            continue;
+        }
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let args: Vec<String> = cmdline
+            .split(|b| *b == 0)
+            .map(|a| String::from_utf8_lossy(a).to_string())
+            .collect();
+        let Some(at) = args.iter().position(|a| a == "worker") else {
+            continue;
+        };
+        if args.get(at + 1).map(String::as_str) != Some(worker) {
+            continue;
+        }
+        let replica = args
+            .iter()
+            .position(|a| a == "--replica")
+            .and_then(|i| args.get(i + 1)?.parse().ok());
+        found.push((pid, replica.unwrap_or(0)));
+    }
+    found.sort_by_key(|(_, replica)| *replica);
+    found
+}
+
+/// Every live `dpsd worker` process that names this test's configuration file.
+pub fn workers_using(config: &Path) -> Vec<u32> {
+    let config = config.to_string_lossy().to_string();
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let cmdline = String::from_utf8_lossy(
+            &std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default(),
+        )
+        .replace('\0', " ");
+        let zombie =
+            std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.contains(") Z "));
+        if cmdline.contains(&config) && cmdline.contains(" worker ") && !zombie {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+fn parent_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // "pid (comm) state ppid ...": comm may hold spaces, so split after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    rest.split_whitespace().nth(1)?.parse().ok()
 }
