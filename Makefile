@@ -2,8 +2,14 @@
 #   make test TEST_ARGS='restart --nocapture'
 CARGO ?= cargo
 TEST_ARGS ?=
+# install locations; DESTDIR stages a package tree
+PREFIX ?= /usr/local
+DESTDIR ?=
+SYSCONFDIR ?= /etc
+UNITDIR ?= /etc/systemd/system
+BINARY ?= target/release/dpsd
 
-.PHONY: help test services clean
+.PHONY: help run test services install release clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -13,8 +19,21 @@ test: ## fmt check, clippy -D warnings, then all tests against real servers
 	$(CARGO) clippy --all-targets -- -D warnings
 	scripts/test-services.sh $(CARGO) test --all-targets --no-fail-fast -- $(TEST_ARGS)
 
-services: ## make sure the shared RabbitMQ broker answers on 127.0.0.1:5672
+run: release services ## the daemon with the shipped example chain (starts RabbitMQ and MongoDB if needed)
+	$(BINARY) --config etc/dpsd.yaml run
+
+services: ## make sure RabbitMQ (127.0.0.1:5672) and a MongoDB-wire server (127.0.0.1:27017) answer
 	scripts/ensure-rabbitmq.sh
+	scripts/ensure-mongo.sh
+
+release: ## build the optimised binary
+	$(CARGO) build --release
+
+target/release/dpsd:
+	$(CARGO) build --release
+
+install: $(BINARY) ## binary, systemd unit and an /etc/dpsd tree (PREFIX, DESTDIR honoured; config kept if present)
+	scripts/install.sh "$(BINARY)" "$(DESTDIR)" "$(PREFIX)" "$(SYSCONFDIR)" "$(UNITDIR)"
 
 clean: ## cargo clean, and remove .venv/ and target/test-*
 	$(CARGO) clean

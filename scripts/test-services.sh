@@ -47,7 +47,6 @@ logs=$root/target/test-logs
 run=$root/target/test-services # lock and pid file
 mongo_dir=$root/target/test-mongo
 rabbit_node=dpsd-test@localhost
-secantus_version=0.7.0b3
 mkdir -p "$logs" "$run"
 
 exec 9>"$run/lock" # the private node's name is fixed: one run at a time
@@ -134,28 +133,17 @@ start_rabbit() { # prints the AMQP port once the node is up
 }
 
 start_mongo() { # sets mongo_port once the server accepts connections
-  local deadline=$((SECONDS + 60)) venv=$root/.venv
+  local deadline=$((SECONDS + 60))
   mongo_port=$(free_port 27018)
   mkdir -p "$mongo_dir"
   if command -v mongod >/dev/null 2>&1; then
     mongod --bind_ip 127.0.0.1 --port "$mongo_port" --dbpath "$mongo_dir" \
       >"$logs/mongo.log" 2>&1 9>&- &
   else
-    if [[ ! -x $venv/bin/python ]] && ! python3 -m venv "$venv" >/dev/null 2>&1; then
-      rm -rf "$venv"
-      is_root || die "cannot create a Python venv: install python3-venv"
-      apt-get update -qq && apt-get install -y -qq python3-venv >/dev/null
-      python3 -m venv "$venv"
-    fi
-    if ! "$venv/bin/python" -c "import importlib.metadata as m, sys
-sys.exit(m.version('secantusdb') != '$secantus_version')" 2>/dev/null; then
-      echo "test-services: installing secantusdb==$secantus_version into .venv/..." >&2
-      "$venv/bin/python" -m pip install -q --disable-pip-version-check \
-        "secantusdb==$secantus_version" >"$logs/pip.log" 2>&1 ||
-        { tail -n 20 "$logs/pip.log" >&2; die "pip install secantusdb failed"; }
-    fi
+    local python
+    python=$("$root/scripts/secantus-venv.sh")
     touch "$mongo_dir/secantusd.toml" # so no other secantusd.toml is picked up
-    (cd "$mongo_dir" && TMPDIR=$mongo_dir exec "$venv/bin/python" -m secantus \
+    (cd "$mongo_dir" && TMPDIR=$mongo_dir exec "$python" -m secantus \
       --config secantusd.toml --host 127.0.0.1 --port "$mongo_port" \
       --storage-path :memory: >"$logs/mongo.log" 2>&1 9>&-) &
   fi

@@ -31,6 +31,8 @@ pub enum BrokerError {
     Connect { url: String, reason: String },
     #[error("RabbitMQ: {0}")]
     Amqp(String),
+    #[error("{0}")]
+    Lost(&'static str),
     #[error("RabbitMQ refused the message (nack)")]
     Nacked,
     #[error("no confirm from RabbitMQ within {}s", CONFIRM_TIMEOUT.as_secs())]

@@ -91,7 +91,7 @@ impl Worker {
         if let Some(reason) = lost {
             // Their acks could not reach the broker any more: it redelivers them.
             in_flight.abort_all();
-            return Err(BrokerError::Amqp(reason.into()));
+            return Err(BrokerError::Lost(reason));
         }
         self.drain(&channel, &consumer_tag, in_flight, shutdown)
             .await;
