@@ -5,7 +5,7 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{wait_for, TestEnv};
+use common::{wait_for, PrivateMongo, TestEnv};
 use mongodb::bson::{doc, Document};
 
 fn count_done(env: &TestEnv, state: i32) -> u64 {
@@ -99,4 +99,41 @@ fn the_broker_restarted_mid_run_loses_no_message() {
     env.wait_consuming("w2", 2);
     env.wait_done(&ids, 2, Duration::from_secs(90));
     assert_eq!(env.depth(&first) + env.depth(&second), 0);
+}
+
+#[test]
+fn the_database_restarted_mid_run_loses_no_message() {
+    let mut mongo = PrivateMongo::start();
+    let env = TestEnv::with_servers("dbrestart", &common::amqp_url(), &mongo.uri());
+    let (first, second) = (env.queue("first"), env.queue("second"));
+    env.write_worker(
+        "w1",
+        &format!("queue: {first}\nfollow_queue: {second}\njob_state: 1\nprefetch: 4\nservices: [{{builtin: sleep, duration: 100ms}}]\n"),
+    );
+    env.write_worker(
+        "w2",
+        &format!("queue: {second}\njob_state: 2\nservices: [integration_test_service2]\n"),
+    );
+    env.start_worker("w1");
+    env.start_worker("w2");
+    env.wait_consuming("w1", 1);
+    env.wait_consuming("w2", 1);
+    let ids: Vec<String> = (0..20)
+        .map(|i| env.send(&first, &format!(r#"{{"n": {i}}}"#)))
+        .collect();
+    wait_for("a few messages through", Duration::from_secs(30), || {
+        count_done(&env, 2) >= 2
+    });
+
+    mongo.stop();
+    std::thread::sleep(Duration::from_secs(2));
+    mongo.restart();
+
+    env.wait_done(&ids, 2, Duration::from_secs(90));
+    assert_eq!(env.depth(&first) + env.depth(&second), 0);
+    let log = env.worker_log("w1") + &env.worker_log("w2");
+    assert!(
+        log.contains("store unavailable, retrying"),
+        "the outage was seen and waited out"
+    );
 }

@@ -92,6 +92,16 @@ fn a_broken_file_keeps_the_last_good_definition() {
         "still the same two replicas"
     );
 
+    // A replica that dies meanwhile comes back on the last good definition.
+    let (victim, _) = before[0];
+    signal(victim, Signal::SIGKILL);
+    wait_for("a successor", Duration::from_secs(20), || {
+        let now = replicas_of(daemon, "w");
+        now.len() == 2 && !now.iter().any(|(pid, _)| *pid == victim)
+    });
+    let id = env.send(&env.queue("in"), r#"{"mydata": {}}"#);
+    env.wait_done(&[id], 1, Duration::from_secs(20));
+
     // SIGHUP reloads at once, and a mended file applies.
     env.write_worker("w", &worker_yaml(&env, 1));
     signal(daemon, Signal::SIGHUP);
@@ -147,4 +157,71 @@ fn sigterm_drains_slow_messages_and_exits_zero() {
     let queued = env.depth(&queue) as usize;
     assert_eq!(done + queued, ids.len(), "done {done} + queued {queued}");
     assert!(done >= 3, "messages in hand were finished");
+}
+
+#[test]
+fn a_crash_looping_worker_does_not_hold_the_others_back() {
+    let env = TestEnv::new("crashloop");
+    env.write_worker("steady", &worker_yaml(&env, 1));
+    let other = env.queue("other");
+    env.write_worker(
+        "flaky",
+        &format!("queue: {other}\njob_state: 1\nservices: [integration_test_service1]\n"),
+    );
+    let daemon = env.start_daemon();
+    let steady = wait_replicas(daemon, "steady", 1);
+    for round in 1..=3 {
+        let (pid, _) = wait_replicas(daemon, "flaky", 1)[0];
+        signal(pid, Signal::SIGKILL);
+        wait_for(
+            &format!("crash {round} seen"),
+            Duration::from_secs(20),
+            || env.daemon_log().contains(&format!("restarts={round}")),
+        );
+    }
+    let log = env.daemon_log();
+    assert!(
+        log.contains("restarting in 1s")
+            && log.contains("restarting in 2s")
+            && log.contains("restarting in 4s"),
+        "{log}"
+    );
+    assert_eq!(
+        replicas_of(daemon, "steady"),
+        steady,
+        "the steady worker was never touched"
+    );
+    let id = env.send(&env.queue("in"), "{}");
+    env.wait_done(&[id], 1, Duration::from_secs(20));
+}
+
+#[test]
+fn systemd_hears_ready_once_the_replicas_are_started() {
+    use std::os::unix::net::UnixDatagram;
+    let env = TestEnv::new("notify");
+    env.write_worker("w", &worker_yaml(&env, 2));
+    let socket_path = env.path("notify.sock");
+    let socket = UnixDatagram::bind(&socket_path).expect("bind notify socket");
+    socket
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    let log = std::fs::File::create(env.path("daemon.log")).expect("log");
+    let mut child = env
+        .dpsd()
+        .arg("run")
+        .env("NOTIFY_SOCKET", &socket_path)
+        .stderr(log)
+        .spawn()
+        .expect("spawn");
+    let mut buf = [0u8; 256];
+    let n = socket.recv(&mut buf).expect("a notification");
+    let message = String::from_utf8_lossy(&buf[..n]).to_string();
+    let replicas = replicas_of(child.id(), "w").len();
+    signal(child.id(), Signal::SIGTERM);
+    let status = child.wait().expect("wait");
+    assert!(message.contains("READY=1"), "{message}");
+    assert_eq!(replicas, 2, "READY came after the replicas were started");
+    assert!(status.success());
+    let n = socket.recv(&mut buf).expect("a notification");
+    assert!(String::from_utf8_lossy(&buf[..n]).contains("STOPPING=1"));
 }

@@ -9,12 +9,16 @@ use crate::logging;
 use crate::services::Caller;
 use crate::shutdown::Shutdown;
 use crate::store;
+use crate::supervisor::WORKER_YAML;
 use crate::worker::{Handler, Worker};
 
 /// Runs until SIGINT or SIGTERM, then drains the messages in hand and returns.
 pub async fn worker(global: &Global, name: &str, replica: u32) -> Result<(), Failure> {
     let config = global.config()?;
-    let def = config.worker(name)?;
+    let def = match std::env::var(WORKER_YAML) {
+        Ok(text) => config.worker_from_text(name, &text)?,
+        Err(_) => config.worker(name)?,
+    };
     let _log = logging::init(&config.settings.log, global.verbose)?;
     let span = tracing::info_span!("worker", worker = %def.name, replica);
     async {

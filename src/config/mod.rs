@@ -17,7 +17,9 @@ use figment::Figment;
 pub use problem::{line_of, Problem, Problems};
 pub use service::ServiceSpec;
 pub use settings::*;
-pub use worker::{load_worker, queue_name_problem, yaml_files, NamedService, WorkerDef};
+pub use worker::{
+    load_worker, parse_worker, queue_name_problem, yaml_files, NamedService, WorkerDef,
+};
 
 use crate::services::ServiceDef;
 
@@ -106,6 +108,12 @@ impl Config {
                 )
             })?;
         load_worker(&path, &self.services, self.settings.amqp.prefetch)
+    }
+
+    /// Worker NAME from `text` rather than from its file (the supervisor's last good copy).
+    pub fn worker_from_text(&self, name: &str, text: &str) -> Result<WorkerDef, Problems> {
+        let path = self.settings.workers_dir.join(format!("{name}.yaml"));
+        parse_worker(&path, text, &self.services, self.settings.amqp.prefetch)
     }
 
     /// Every worker file, each validated on its own: one broken file does not hide the others.

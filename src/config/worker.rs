@@ -73,6 +73,9 @@ pub struct WorkerDef {
     pub services: Vec<NamedService>,
     pub replicas: u32,
     pub prefetch: u16,
+    /// The file as validated. The supervisor hands it to the replicas it starts, so a
+    /// replica that restarts while the file is broken runs the last good definition.
+    pub text: String,
 }
 
 /// A service with the id it is known by in logs, metrics and `DPS_SERVICE`
@@ -90,10 +93,20 @@ pub fn load_worker(
     catalog: &BTreeMap<String, Arc<ServiceDef>>,
     default_prefetch: u16,
 ) -> Result<WorkerDef, Problems> {
-    let name = worker_name(path)?;
     let text = std::fs::read_to_string(path)
         .map_err(|e| Problem::new(path, None, format!("cannot read: {e}")))?;
-    let file: WorkerFile = serde_yaml::from_str(&text).map_err(|e| Problem::from_yaml(path, &e))?;
+    parse_worker(path, &text, catalog, default_prefetch)
+}
+
+/// Validates worker-file `text` as if read from `path` (whose stem names the worker).
+pub fn parse_worker(
+    path: &Path,
+    text: &str,
+    catalog: &BTreeMap<String, Arc<ServiceDef>>,
+    default_prefetch: u16,
+) -> Result<WorkerDef, Problems> {
+    let name = worker_name(path)?;
+    let file: WorkerFile = serde_yaml::from_str(text).map_err(|e| Problem::from_yaml(path, &e))?;
 
     let mut problems = Problems::default();
     for (key, queue) in [
@@ -101,13 +114,13 @@ pub fn load_worker(
         ("follow_queue", file.follow_queue.as_ref()),
     ] {
         if let Some(message) = queue.and_then(|q| queue_name_problem(q)) {
-            problems.push(Problem::near(path, &text, key, format!("{key}: {message}")));
+            problems.push(Problem::near(path, text, key, format!("{key}: {message}")));
         }
     }
     if file.prefetch == Some(0) {
         problems.push(Problem::near(
             path,
-            &text,
+            text,
             "prefetch",
             "prefetch must be at least 1",
         ));
@@ -115,7 +128,7 @@ pub fn load_worker(
     if file.services.is_empty() && file.follow_queue.is_none() {
         problems.push(Problem::near(
             path,
-            &text,
+            text,
             "services",
             "a worker without services must at least have a follow_queue",
         ));
@@ -125,7 +138,7 @@ pub fn load_worker(
     for (i, service) in file.services.iter().enumerate() {
         match resolve(&name, i, service, catalog, base) {
             Ok(named) => services.push(named),
-            Err((needle, message)) => problems.push(Problem::near(path, &text, &needle, message)),
+            Err((needle, message)) => problems.push(Problem::near(path, text, &needle, message)),
         }
     }
     problems.into_result(WorkerDef {
@@ -137,6 +150,7 @@ pub fn load_worker(
         services,
         replicas: file.replicas,
         prefetch: file.prefetch.unwrap_or(default_prefetch),
+        text: text.to_string(),
     })
 }
 

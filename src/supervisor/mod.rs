@@ -17,7 +17,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 use tracing::{error, info, warn};
 
-pub use replica::Spawner;
+pub use replica::{Spawner, WORKER_YAML};
 
 use crate::config::{yaml_files, Config, Source, WorkerDef};
 use crate::shutdown::Shutdown;
@@ -227,7 +227,10 @@ impl Supervisor {
     fn start(&mut self, name: &str, replica: u32, failures_in_row: u32) {
         self.generation += 1;
         let generation = self.generation;
-        let pid = match self.spawner.spawn(name, replica) {
+        let Some(def) = self.workers.get(name).map(|run| &run.def) else {
+            return;
+        };
+        let pid = match self.spawner.spawn(def, replica) {
             Ok(child) => self.watch(name, replica, generation, child),
             Err(e) => {
                 error!(worker = %name, replica, "cannot start replica: {e}");

@@ -29,8 +29,8 @@ pub fn plan(
         match wanted.get(name) {
             None if invalid.contains(name) => {}
             None => actions.push(Action::Stop(name.clone())),
-            Some(new) if new == old => {}
-            Some(new) if same_but_scale(old, new) => actions.push(Action::Scale(new.clone())),
+            Some(new) if same(old, new, old.replicas) => {}
+            Some(new) if same(old, new, new.replicas) => actions.push(Action::Scale(new.clone())),
             Some(new) => actions.push(Action::Restart(new.clone())),
         }
     }
@@ -42,9 +42,12 @@ pub fn plan(
     actions
 }
 
-fn same_but_scale(old: &WorkerDef, new: &WorkerDef) -> bool {
+/// Whether `new` defines what `old` does with `replicas` replicas. The file's text is not
+/// compared: an edited comment changes nothing.
+fn same(old: &WorkerDef, new: &WorkerDef, replicas: u32) -> bool {
     let mut old = old.clone();
-    old.replicas = new.replicas;
+    old.replicas = replicas;
+    old.text.clone_from(&new.text);
     &old == new
 }
 
@@ -62,6 +65,7 @@ mod tests {
             services: Vec::new(),
             replicas,
             prefetch: 10,
+            text: format!("queue: {queue} # replicas {replicas}"),
         }
     }
 

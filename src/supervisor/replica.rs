@@ -10,6 +10,11 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::{getpid, getppid, Pid};
 use tokio::process::{Child, Command};
 
+use crate::config::WorkerDef;
+
+/// The environment variable through which a replica receives its worker's definition.
+pub const WORKER_YAML: &str = "DPSD_WORKER_YAML";
+
 /// How to start a replica: this very binary, with the daemon's configuration.
 #[derive(Debug, Clone)]
 pub struct Spawner {
@@ -20,7 +25,10 @@ pub struct Spawner {
 }
 
 impl Spawner {
-    pub fn spawn(&self, worker: &str, replica: u32) -> io::Result<Child> {
+    /// Starts replica `replica` of `worker`. The definition travels in the environment
+    /// (`DPSD_WORKER_YAML`) so the replica runs what the supervisor validated, even if the
+    /// file has been broken since.
+    pub fn spawn(&self, worker: &WorkerDef, replica: u32) -> io::Result<Child> {
         let mut command = Command::new(&self.exe);
         command.arg("--config").arg(&self.config);
         if let Some(env) = &self.env {
@@ -30,7 +38,8 @@ impl Spawner {
             command.arg("--verbose");
         }
         command
-            .args(["worker", worker, "--replica", &replica.to_string()])
+            .args(["worker", &worker.name, "--replica", &replica.to_string()])
+            .env(WORKER_YAML, &worker.text)
             .env_remove("NOTIFY_SOCKET")
             .stdin(Stdio::null())
             // Its own process group: a Ctrl-C in the daemon's terminal reaches the daemon

@@ -27,11 +27,112 @@ pub fn mongo_uri() -> String {
         .expect("DPSD_TEST_MONGODB_URI is not set: run the tests with `make test`, which starts the servers")
 }
 
+/// A MongoDB-wire server of one test's own, which the test may stop and start again:
+/// `mongod` when installed, else SecantusDB from the project's .venv (see scripts/).
+pub struct PrivateMongo {
+    pub port: u16,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl PrivateMongo {
+    pub fn start() -> PrivateMongo {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .expect("free port")
+            .local_addr()
+            .expect("addr")
+            .port();
+        let mut mongo = PrivateMongo {
+            port,
+            dir: tempfile::tempdir().expect("tempdir"),
+            child: None,
+        };
+        mongo.restart();
+        mongo
+    }
+
+    pub fn uri(&self) -> String {
+        format!("mongodb://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts the server (again) on the same port and data folder; waits until it listens.
+    pub fn restart(&mut self) {
+        self.stop();
+        let data = self.dir.path().join("data");
+        let log = std::fs::File::create(self.dir.path().join("server.log")).expect("log");
+        let mut command = if which("mongod") {
+            std::fs::create_dir_all(&data).expect("mkdir");
+            let mut c = Command::new("mongod");
+            c.args([
+                "--bind_ip",
+                "127.0.0.1",
+                "--port",
+                &self.port.to_string(),
+                "--dbpath",
+            ])
+            .arg(&data);
+            c
+        } else {
+            let python = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
+            std::fs::write(self.dir.path().join("secantusd.toml"), "").expect("toml");
+            let mut c = Command::new(python);
+            c.args([
+                "-m",
+                "secantus",
+                "--config",
+                "secantusd.toml",
+                "--host",
+                "127.0.0.1",
+            ])
+            .args(["--port", &self.port.to_string(), "--storage-path"])
+            .arg(&data)
+            .current_dir(self.dir.path());
+            c
+        };
+        self.child = Some(
+            command
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .expect("start the private MongoDB-wire server"),
+        );
+        let port = self.port;
+        wait_for(
+            "the private MongoDB-wire server",
+            Duration::from_secs(30),
+            || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok(),
+        );
+    }
+
+    /// Stops the server cleanly (SIGTERM) and waits for it.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(child.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for PrivateMongo {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn which(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(program).exists()))
+}
+
 /// One test's world: a config folder, a database and a queue prefix of its own.
 pub struct TestEnv {
     pub id: String,
     pub dir: tempfile::TempDir,
     pub amqp_url: String,
+    pub mongo_uri: String,
     pub database: String,
     queues: std::sync::Mutex<Vec<String>>,
     children: std::sync::Mutex<Vec<Child>>,
@@ -43,6 +144,10 @@ impl TestEnv {
     }
 
     pub fn with_amqp(name: &str, amqp_url: &str) -> TestEnv {
+        TestEnv::with_servers(name, amqp_url, &mongo_uri())
+    }
+
+    pub fn with_servers(name: &str, amqp_url: &str, mongo_uri: &str) -> TestEnv {
         let short = uuid::Uuid::new_v4().simple().to_string()[..8].to_string();
         let id = format!("{name}_{short}");
         let dir = tempfile::tempdir().expect("tempdir");
@@ -52,6 +157,7 @@ impl TestEnv {
             id,
             dir,
             amqp_url: amqp_url.to_string(),
+            mongo_uri: mongo_uri.to_string(),
             queues: Default::default(),
             children: Default::default(),
         };
@@ -77,9 +183,7 @@ impl TestEnv {
     pub fn write_main(&self, extra: &str) {
         let text = format!(
             "amqp:\n  url: {}\n  prefetch: 10\nmongodb:\n  uri: {}\n  database: {}\nlog:\n  level: info,dpsd=debug\nworkers_dir: workers.d\nsupervisor:\n  shutdown_timeout: 10s\nservices:\n  integration_test_service1: {{builtin: constant, value: test1}}\n  integration_test_service2: {{builtin: constant, value: test2_0}}\n  integration_test_service2_1: {{builtin: constant, value: test2_1}}\n{extra}",
-            self.amqp_url,
-            mongo_uri(),
-            self.database
+            self.amqp_url, self.mongo_uri, self.database
         );
         std::fs::write(self.config_path(), text).expect("write main config");
     }
@@ -206,7 +310,7 @@ impl TestEnv {
     }
 
     pub fn db(&self) -> mongodb::sync::Database {
-        mongodb::sync::Client::with_uri_str(mongo_uri())
+        mongodb::sync::Client::with_uri_str(&self.mongo_uri)
             .expect("mongo client")
             .database(&self.database)
     }
