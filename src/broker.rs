@@ -70,10 +70,8 @@ pub async fn connect(url: &str, name: &str) -> Result<Connection, BrokerError> {
 /// Reads an `amqp://user:password@host:port/vhost` URL the way RabbitMQ documents it: the
 /// vhost is percent-decoded (`%2f` is `/`), and an empty path means the default vhost `/`.
 fn connection_arguments(url: &str) -> Result<OpenConnectionArguments, String> {
+    crate::config::check_amqp_url(url)?;
     let parsed = url::Url::parse(url).map_err(|e| e.to_string())?;
-    if parsed.scheme() != "amqp" {
-        return Err(format!("scheme must be amqp, not {}", parsed.scheme()));
-    }
     let host = parsed.host_str().ok_or("no host")?;
     let decode = |s: &str| percent_decode_str(s).decode_utf8_lossy().to_string();
     let user = match parsed.username() {

@@ -99,6 +99,14 @@ fn environment_variables_override_the_file_and_are_checked() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    let out = env
+        .dpsd()
+        .arg("check")
+        .env("DPSD_AMPQ__URL", "amqp://x")
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("DPSD_AMPQ__URL: unknown section"));
 }
 
 #[test]

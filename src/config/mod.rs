@@ -85,6 +85,7 @@ impl Config {
         }
         let mut settings = layered(&path, overlay.as_deref())?;
         resolve_paths(&mut settings, path.parent().unwrap_or(Path::new(".")));
+        validate_settings(&path, &text, &settings, &mut problems);
         let services = validate_services(&path, &text, &settings, &mut problems);
         problems.into_result(Config {
             settings,
@@ -126,6 +127,14 @@ impl Config {
         };
         for file in files {
             match load_worker(&file, &self.services, self.settings.amqp.prefetch) {
+                Ok(def) if workers.contains_key(&def.name) => problems.push(Problem::new(
+                    &file,
+                    None,
+                    format!(
+                        "a second file for worker {:?}: keep either .yaml or .yml",
+                        def.name
+                    ),
+                )),
                 Ok(def) => {
                     workers.insert(def.name.clone(), def);
                 }
@@ -165,10 +174,31 @@ fn layered(path: &Path, overlay: Option<&Path>) -> Result<Settings, Problem> {
         let section = key.as_str().split('.').next().unwrap_or_default();
         SECTIONS.iter().any(|s| section.eq_ignore_ascii_case(s))
     });
+    if let Some(problem) = unknown_env_section() {
+        return Err(problem);
+    }
     figment
         .merge(env)
         .extract()
         .map_err(|e| figment_problem(path, e))
+}
+
+/// `DPSD_AMPQ__URL` (a typo) would otherwise be ignored: a `DPSD_X__Y` variable must name a
+/// known section. Variables without `__` (DPSD_CONFIG, DPSD_ENV, ...) are not configuration.
+fn unknown_env_section() -> Option<Problem> {
+    std::env::vars_os().find_map(|(key, _)| {
+        let key = key.to_str()?.strip_prefix("DPSD_")?;
+        let (section, _) = key.split_once("__")?;
+        let known = SECTIONS.iter().any(|s| section.eq_ignore_ascii_case(s));
+        (!known).then(|| {
+            let known = SECTIONS.join(", ");
+            Problem::new(
+                Path::new("environment"),
+                None,
+                format!("DPSD_{key}: unknown section {section:?} (known: {known})"),
+            )
+        })
+    })
 }
 
 /// Names the variable when the environment layer is at fault (`DPSD_AMQP__PREFETCH: ...`),
@@ -206,6 +236,48 @@ fn resolve_paths(settings: &mut Settings, base: &Path) {
     }
 }
 
+/// Checks the values serde cannot: URLs, the log filter, limits. A mistake here is reported
+/// by `dpsd check` instead of surfacing as a replica that never connects.
+fn validate_settings(path: &Path, text: &str, settings: &Settings, problems: &mut Problems) {
+    let mut report =
+        |key: &str, message: String| problems.push(Problem::near(path, text, key, message));
+    if let Err(reason) = check_amqp_url(&settings.amqp.url) {
+        report("url:", format!("amqp.url: {reason}"));
+    }
+    if settings.amqp.prefetch == 0 {
+        report("prefetch:", "amqp.prefetch must be at least 1".into());
+    }
+    match settings.mongodb.as_ref().and_then(|m| m.uri.as_deref()) {
+        Some(uri) if !(uri.starts_with("mongodb://") || uri.starts_with("mongodb+srv://")) => {
+            report(
+                "uri:",
+                "mongodb.uri must start with mongodb:// or mongodb+srv://".into(),
+            )
+        }
+        Some(_) => {}
+        None => report(
+            "mongodb",
+            "mongodb.uri is required: this version has no embedded store yet".into(),
+        ),
+    }
+    if let Err(e) = tracing_subscriber::EnvFilter::try_new(&settings.log.level) {
+        report("level:", format!("log.level {:?}: {e}", settings.log.level));
+    }
+}
+
+/// An `amqp://user:password@host:port/vhost` URL as the broker module reads it.
+pub fn check_amqp_url(url: &str) -> Result<(), String> {
+    let parsed = url::Url::parse(url).map_err(|e| e.to_string())?;
+    if parsed.scheme() != "amqp" {
+        return Err(format!("scheme must be amqp, not {}", parsed.scheme()));
+    }
+    parsed
+        .host_str()
+        .filter(|h| !h.is_empty())
+        .ok_or("no host")?;
+    Ok(())
+}
+
 fn validate_services(
     path: &Path,
     text: &str,
@@ -234,12 +306,20 @@ fn validate_services(
 mod tests {
     use super::*;
 
+    const MINIMAL: &str = "mongodb: {uri: 'mongodb://127.0.0.1:1'}\n";
+
     struct Files(tempfile::TempDir);
 
     impl Files {
+        /// A main file with `main`, plus a MongoDB URI unless `main` has its own section.
         fn new(main: &str) -> Files {
             let dir = tempfile::tempdir().expect("tempdir");
-            std::fs::write(dir.path().join("dpsd.yaml"), main).expect("write");
+            let text = if main.contains("mongodb") || main.trim() == "{}" {
+                main.to_string()
+            } else {
+                format!("{main}{MINIMAL}")
+            };
+            std::fs::write(dir.path().join("dpsd.yaml"), text).expect("write");
             Files(dir)
         }
         fn add(&self, name: &str, text: &str) -> &Files {
@@ -293,6 +373,39 @@ mod tests {
             Files::new("services:\n  a: {builtin: constant, value: 1}\n  b: {builtin: nope}\n");
         let err = files.load(None).unwrap_err();
         assert_eq!(err.0[0].line, Some(3), "{err}");
+    }
+
+    #[test]
+    fn values_serde_accepts_but_dpsd_cannot_use_are_problems() {
+        let files = Files::new(
+            "amqp:\n  url: http://x\n  prefetch: 0\nmongodb:\n  uri: postgres://x\nlog:\n  level: 'dpsd=loud'\n",
+        );
+        let err = files.load(None).unwrap_err();
+        let lines: Vec<Option<usize>> = err.0.iter().map(|p| p.line).collect();
+        assert_eq!(lines, [Some(2), Some(3), Some(5), Some(7)], "{err}");
+        let err = Files::new("{}\n").load(None).unwrap_err();
+        assert!(err.to_string().contains("mongodb.uri is required"), "{err}");
+    }
+
+    #[test]
+    fn a_worker_with_both_yaml_and_yml_is_reported() {
+        let files = Files::new(MINIMAL);
+        files.add(
+            "workers.d/w.yaml",
+            "queue: q\njob_state: 1\nfollow_queue: f\nservices: []\n",
+        );
+        files.add(
+            "workers.d/w.yml",
+            "queue: q\njob_state: 1\nfollow_queue: f\nservices: []\n",
+        );
+        let (workers, problems) = files.load(None).expect("valid").workers();
+        assert_eq!(workers.len(), 1);
+        assert!(
+            problems
+                .to_string()
+                .contains("a second file for worker \"w\""),
+            "{problems}"
+        );
     }
 
     #[test]

@@ -117,6 +117,10 @@ pub fn parse_worker(
             problems.push(Problem::near(path, text, key, format!("{key}: {message}")));
         }
     }
+    if file.follow_queue.as_ref() == Some(&file.queue) {
+        let message = "follow_queue is the worker's own queue: messages would circle forever";
+        problems.push(Problem::near(path, text, "follow_queue", message));
+    }
     if file.prefetch == Some(0) {
         problems.push(Problem::near(
             path,
@@ -287,6 +291,12 @@ mod tests {
         );
         let err = load("queue: a\njob_state: [1\n").unwrap_err();
         assert!(err.0[0].line.is_some(), "{err}");
+    }
+
+    #[test]
+    fn a_worker_must_not_forward_to_its_own_queue() {
+        let err = load("queue: a\nfollow_queue: a\njob_state: 1\nservices: [svc1]\n").unwrap_err();
+        assert_eq!(err.0[0].line, Some(2), "{err}");
     }
 
     #[test]

@@ -19,7 +19,7 @@ use tracing::{error, info, warn};
 
 pub use replica::{Spawner, WORKER_YAML};
 
-use crate::config::{yaml_files, Config, Source, WorkerDef};
+use crate::config::{yaml_files, Config, Settings, Source, WorkerDef};
 use crate::shutdown::Shutdown;
 use plan::Action;
 
@@ -125,13 +125,17 @@ impl Supervisor {
             return;
         }
         self.files = files;
-        match Config::load(&self.source) {
-            Ok(config) => self.config = config,
+        let replicas_changed = match Config::load(&self.source) {
+            Ok(config) => {
+                let changed = replica_settings_differ(&self.config.settings, &config.settings);
+                self.config = config;
+                changed
+            }
             Err(problems) => {
                 error!("configuration invalid, keeping the running one:\n{problems}");
                 return;
             }
-        }
+        };
         let (wanted, problems) = self.config.workers();
         let invalid: Vec<String> = problems.0.iter().filter_map(|p| stem(&p.file)).collect();
         for problem in &problems.0 {
@@ -142,7 +146,7 @@ impl Supervisor {
             .iter()
             .map(|(name, run)| (name.clone(), run.def.clone()))
             .collect();
-        for action in plan::plan(&running, &wanted, &invalid) {
+        for action in plan::plan(&running, &wanted, &invalid, replicas_changed) {
             self.apply(action);
         }
     }
@@ -406,6 +410,11 @@ impl Supervisor {
         }
         info!("stopped");
     }
+}
+
+/// Whether a setting that replicas read at start-up changed (a replica must restart to see it).
+fn replica_settings_differ(old: &Settings, new: &Settings) -> bool {
+    old.amqp != new.amqp || old.mongodb != new.mongodb || old.log != new.log
 }
 
 fn stem(path: &Path) -> Option<String> {

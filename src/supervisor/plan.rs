@@ -19,16 +19,20 @@ pub enum Action {
 
 /// The actions that turn `running` into `wanted`. Workers whose file is currently invalid
 /// are absent from `wanted` but listed in `invalid`: they keep running as they are.
+/// `replicas_changed` says a setting every replica reads (the broker, the store, logging)
+/// changed: then every worker that stays restarts.
 pub fn plan(
     running: &BTreeMap<String, WorkerDef>,
     wanted: &BTreeMap<String, WorkerDef>,
     invalid: &[String],
+    replicas_changed: bool,
 ) -> Vec<Action> {
     let mut actions = Vec::new();
     for (name, old) in running {
         match wanted.get(name) {
             None if invalid.contains(name) => {}
             None => actions.push(Action::Stop(name.clone())),
+            Some(new) if replicas_changed => actions.push(Action::Restart(new.clone())),
             Some(new) if same(old, new, old.replicas) => {}
             Some(new) if same(old, new, new.replicas) => actions.push(Action::Scale(new.clone())),
             Some(new) => actions.push(Action::Restart(new.clone())),
@@ -82,7 +86,7 @@ mod tests {
             def("c", "other", 1),
             def("d", "qd", 2),
         ]);
-        let actions = plan(&running, &wanted, &[]);
+        let actions = plan(&running, &wanted, &[], false);
         assert_eq!(
             actions,
             [
@@ -97,7 +101,20 @@ mod tests {
     fn an_invalid_file_keeps_its_worker_running() {
         let running = map(&[def("a", "qa", 1), def("b", "qb", 1)]);
         let wanted = map(&[def("a", "qa", 1)]);
-        assert!(plan(&running, &wanted, &["b".to_string()]).is_empty());
-        assert_eq!(plan(&running, &wanted, &[]), [Action::Stop("b".into())]);
+        assert!(plan(&running, &wanted, &["b".to_string()], false).is_empty());
+        assert_eq!(
+            plan(&running, &wanted, &[], false),
+            [Action::Stop("b".into())]
+        );
+    }
+
+    #[test]
+    fn a_changed_broker_or_store_restarts_every_worker_that_stays() {
+        let running = map(&[def("a", "qa", 1), def("b", "qb", 1)]);
+        let wanted = map(&[def("a", "qa", 1)]);
+        assert_eq!(
+            plan(&running, &wanted, &[], true),
+            [Action::Restart(def("a", "qa", 1)), Action::Stop("b".into())]
+        );
     }
 }

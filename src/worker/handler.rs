@@ -11,7 +11,7 @@ use tracing::{debug, error, info, warn, Instrument};
 
 use crate::broker::{self, BrokerError, Publisher};
 use crate::config::WorkerDef;
-use crate::message::{Malformed, Message};
+use crate::message::{Malformed, Message, EXECUTION_ID};
 use crate::services::{CallContext, Caller, ServiceError};
 use crate::store::{ParkedBody, ParkedMessage, Stage, Status, Store, StoreError};
 
@@ -218,7 +218,7 @@ impl Handler {
         let now = Utc::now();
         let parked = ParkedMessage {
             id: format!("{}:{}", self.def.name, message.execution_id()),
-            body: ParkedBody::from_bytes(&delivery.body),
+            body: as_received(delivery, message.execution_id()),
             worker: self.def.name.clone(),
             queue: self.def.queue.clone(),
             execution_id: Some(message.execution_id().to_string()),
@@ -288,5 +288,17 @@ impl Handler {
             }
             delay = (delay * 2).min(Duration::from_secs(5));
         }
+    }
+}
+
+/// The body as it arrived (not as the services left it), with the executionId it was
+/// given: a replay then continues the same execution.
+fn as_received(delivery: &Delivery, execution_id: &str) -> ParkedBody {
+    match serde_json::from_slice::<Value>(&delivery.body) {
+        Ok(Value::Object(mut body)) => {
+            body.insert(EXECUTION_ID.into(), Value::String(execution_id.into()));
+            ParkedBody::Json(Value::Object(body))
+        }
+        _ => ParkedBody::from_bytes(&delivery.body),
     }
 }
