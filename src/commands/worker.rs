@@ -27,7 +27,7 @@ pub async fn worker(global: &Global, name: &str, replica: u32) -> Result<(), Fai
         let store = store::open(&config.settings).await?;
         let handler = Handler {
             def,
-            store,
+            store: store.clone(),
             caller: Caller::default(),
             hard_stop: shutdown.hard.clone(),
         };
@@ -37,6 +37,7 @@ pub async fn worker(global: &Global, name: &str, replica: u32) -> Result<(), Fai
             replica,
         };
         worker.run(&shutdown).await;
+        store.close().await;
         tracing::info!("stopped");
         Ok(())
     }

@@ -145,6 +145,10 @@ pub trait Store: Send + Sync {
 
     /// Keeps a message that could not be processed.
     async fn park(&self, message: &ParkedMessage) -> Result<(), StoreError>;
+
+    /// Closes connections before the process exits, so no background task of the driver is
+    /// cut off mid-request by the runtime shutting down.
+    async fn close(&self) {}
 }
 
 /// Opens the configured backend.

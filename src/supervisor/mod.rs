@@ -404,9 +404,18 @@ impl Supervisor {
                 _ = shutdown.hard.cancelled() => break,
             }
         }
-        for (pid, worker) in self.retiring.drain() {
-            warn!(worker = %worker, pid, "killing replica that did not stop in time");
-            replica::signal(pid, Signal::SIGKILL);
+        for (pid, worker) in &self.retiring {
+            warn!(worker = %worker, pid, "killing replica that did not stop in time (or on a second signal)");
+            replica::signal(*pid, Signal::SIGKILL);
+        }
+        // Reap the killed ones, so none is left a zombie for a moment.
+        let reaped = tokio::time::sleep(Duration::from_secs(2));
+        tokio::pin!(reaped);
+        while !self.retiring.is_empty() {
+            tokio::select! {
+                Some(event) = incoming.recv() => self.on_event(event),
+                _ = &mut reaped => break,
+            }
         }
         info!("stopped");
     }

@@ -22,6 +22,7 @@ use crate::config::MongoSettings;
 const DUPLICATE_KEY: i32 = 11000;
 
 pub struct MongoStore {
+    client: Client,
     job_state: Collection<Document>,
     failed: Collection<Document>,
     stages: batch::Batcher,
@@ -41,6 +42,7 @@ impl MongoStore {
         let db = client.database(&settings.database);
         let job_state = db.collection(&settings.job_state_collection);
         let store = MongoStore {
+            client: client.clone(),
             stages: batch::Batcher::start(db.clone(), job_state.clone()),
             job_state,
             failed: db.collection("failed_messages"),
@@ -113,6 +115,10 @@ impl Store for MongoStore {
             .await
             .map(drop)
             .map_err(classify)
+    }
+
+    async fn close(&self) {
+        self.client.clone().shutdown().await;
     }
 }
 
