@@ -6,12 +6,17 @@
 //! called), `store` (where state lives), `worker` (the loop tying them together), `supervisor`
 //! (replicas of every worker kept running) and `commands` (the command line's verbs).
 
+pub mod api;
 pub mod broker;
 pub mod commands;
 pub mod config;
+pub mod daemon;
 pub mod logging;
 pub mod message;
+pub mod process;
 pub mod redact;
+pub mod reload;
+pub mod scheduler;
 pub mod services;
 pub mod shutdown;
 pub mod store;

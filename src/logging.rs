@@ -20,9 +20,11 @@ pub fn init(settings: &LogSettings, verbose: bool) -> anyhow::Result<LogGuard> {
     if verbose {
         level.push_str(",dpsd=debug");
     }
-    // amqprs reports every channel it opens at info; that is debug detail for an operator.
-    if !level.contains("amqprs") {
-        level.push_str(",amqprs=warn");
+    // amqprs and actix report every channel and thread at info: debug detail for an operator.
+    for chatty in ["amqprs", "actix_server"] {
+        if !level.contains(chatty) {
+            level.push_str(&format!(",{chatty}=warn"));
+        }
     }
     let filter =
         EnvFilter::try_new(&level).map_err(|e| anyhow::anyhow!("bad log.level {level:?}: {e}"))?;

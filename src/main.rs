@@ -40,6 +40,9 @@ enum Command {
     },
     /// Validate all configuration files; print every problem with file and line
     Check,
+    /// Jobs of jobs.d
+    #[command(subcommand)]
+    Job(JobCommand),
     /// Publish one message (JSON argument, or stdin when absent or "-"); prints its executionId
     Send {
         queue: String,
@@ -48,6 +51,12 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         count: u32,
     },
+}
+
+#[derive(Subcommand)]
+enum JobCommand {
+    /// Run job NAME's action once in the foreground, as the scheduler would
+    Run { name: String },
 }
 
 fn main() -> ExitCode {
@@ -72,6 +81,9 @@ fn run(global: &Global, command: Command) -> Result<(), Failure> {
     match command {
         Command::Check => commands::check(global),
         Command::Run => runtime()?.block_on(commands::run(global)),
+        Command::Job(JobCommand::Run { name }) => {
+            runtime()?.block_on(commands::job_run(global, &name))
+        }
         Command::Worker { name, replica } => {
             runtime()?.block_on(commands::worker(global, &name, replica))
         }

@@ -15,7 +15,9 @@ pub fn check(global: &Global) -> Result<(), Failure> {
             )));
         }
     };
-    let (workers, problems) = config.workers();
+    let (workers, mut problems) = config.workers();
+    let (jobs, job_problems) = config.jobs();
+    problems.0.extend(job_problems.0);
     if !problems.is_empty() {
         eprintln!("{problems}");
         return Err(Failure::Runtime(anyhow::anyhow!(
@@ -23,12 +25,15 @@ pub fn check(global: &Global) -> Result<(), Failure> {
             problems.0.len()
         )));
     }
+    let names = |keys: Vec<&String>| keys.into_iter().cloned().collect::<Vec<_>>().join(", ");
     println!(
-        "{}: ok ({} service(s), {} worker(s): {})",
+        "{}: ok ({} service(s), {} worker(s): {}; {} job(s): {})",
         config.path.display(),
         config.services.len(),
         workers.len(),
-        workers.keys().cloned().collect::<Vec<_>>().join(", ")
+        names(workers.keys().collect()),
+        jobs.len(),
+        names(jobs.keys().collect()),
     );
     Ok(())
 }

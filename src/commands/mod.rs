@@ -2,11 +2,13 @@
 //! code: 1 for a runtime failure, 2 for a usage or configuration error (SPEC 2).
 
 mod check;
+mod job;
 mod run;
 mod send;
 mod worker;
 
 pub use check::check;
+pub use job::job_run;
 pub use run::run;
 pub use send::send;
 pub use worker::worker;

@@ -1,11 +1,12 @@
-//! `dpsd run` (and bare `dpsd`): the daemon.
+//! `dpsd run` (and bare `dpsd`): the daemon (see `crate::daemon`).
 
 use anyhow::Context;
 
 use super::{Failure, Global};
+use crate::daemon;
 use crate::logging;
 use crate::shutdown::Shutdown;
-use crate::supervisor::{Spawner, Supervisor};
+use crate::supervisor::Spawner;
 
 /// Supervises the replicas of every worker file until SIGTERM or SIGINT.
 pub async fn run(global: &Global) -> Result<(), Failure> {
@@ -24,6 +25,6 @@ pub async fn run(global: &Global) -> Result<(), Failure> {
     let mut source = global.source.clone();
     source.config = Some(config_path);
     tracing::info!(version = env!("CARGO_PKG_VERSION"), "dpsd daemon starting");
-    Supervisor::run(source, config, spawner, shutdown).await?;
+    daemon::run(source, config, spawner, shutdown).await?;
     Ok(())
 }

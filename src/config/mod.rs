@@ -2,9 +2,11 @@
 //! files, parsed into typed structs and validated once, so the rest of the program never
 //! sees a half-valid configuration. Every problem carries its file and line.
 
+mod job;
 mod problem;
 mod service;
 mod settings;
+mod watch;
 mod worker;
 
 use std::collections::BTreeMap;
@@ -14,9 +16,11 @@ use std::sync::Arc;
 use figment::providers::{Env, Format, Serialized, Yaml};
 use figment::Figment;
 
+pub use job::{load_job, JobAction, JobDef};
 pub use problem::{line_of, Problem, Problems};
 pub use service::ServiceSpec;
 pub use settings::*;
+pub use watch::FileWatch;
 pub use worker::{
     load_worker, parse_worker, queue_name_problem, yaml_files, NamedService, WorkerDef,
 };
@@ -43,6 +47,19 @@ impl Source {
         } else {
             PathBuf::from("/etc/dpsd/dpsd.yaml")
         }
+    }
+}
+
+impl Source {
+    /// The main file, its overlay, and every YAML file of `dir`: what a reload re-reads.
+    pub fn files_with(&self, dir: &Path) -> Vec<PathBuf> {
+        let main = self.main_file();
+        let mut paths = vec![main.clone()];
+        if let Some(env) = &self.env {
+            paths.push(overlay_path(&main, env));
+        }
+        paths.extend(yaml_files(dir).unwrap_or_default());
+        paths
     }
 }
 
@@ -119,30 +136,50 @@ impl Config {
 
     /// Every worker file, each validated on its own: one broken file does not hide the others.
     pub fn workers(&self) -> (BTreeMap<String, WorkerDef>, Problems) {
-        let mut workers = BTreeMap::new();
-        let mut problems = Problems::default();
-        let files = match yaml_files(&self.settings.workers_dir) {
-            Ok(files) => files,
-            Err(problem) => return (workers, problem.into()),
-        };
-        for file in files {
-            match load_worker(&file, &self.services, self.settings.amqp.prefetch) {
-                Ok(def) if workers.contains_key(&def.name) => problems.push(Problem::new(
-                    &file,
-                    None,
-                    format!(
-                        "a second file for worker {:?}: keep either .yaml or .yml",
-                        def.name
-                    ),
-                )),
-                Ok(def) => {
-                    workers.insert(def.name.clone(), def);
-                }
-                Err(found) => problems.0.extend(found.0),
-            }
-        }
-        (workers, problems)
+        let (services, prefetch) = (&self.services, self.settings.amqp.prefetch);
+        load_dir(
+            &self.settings.workers_dir,
+            "worker",
+            |file| load_worker(file, services, prefetch),
+            |w| &w.name,
+        )
     }
+
+    /// Every job file, each validated on its own.
+    pub fn jobs(&self) -> (BTreeMap<String, JobDef>, Problems) {
+        load_dir(&self.settings.jobs_dir, "job", load_job, |j| &j.name)
+    }
+}
+
+/// Loads every YAML file of `dir` with `load`, keyed by name; problems of all files at once.
+fn load_dir<T>(
+    dir: &Path,
+    what: &str,
+    load: impl Fn(&Path) -> Result<T, Problems>,
+    name: impl Fn(&T) -> &String,
+) -> (BTreeMap<String, T>, Problems) {
+    let mut loaded = BTreeMap::new();
+    let mut problems = Problems::default();
+    let files = match yaml_files(dir) {
+        Ok(files) => files,
+        Err(problem) => return (loaded, problem.into()),
+    };
+    for file in files {
+        match load(&file) {
+            Ok(item) if loaded.contains_key(name(&item)) => {
+                let message = format!(
+                    "a second file for {what} {:?}: keep either .yaml or .yml",
+                    name(&item)
+                );
+                problems.push(Problem::new(&file, None, message));
+            }
+            Ok(item) => {
+                loaded.insert(name(&item).clone(), item);
+            }
+            Err(found) => problems.0.extend(found.0),
+        }
+    }
+    (loaded, problems)
 }
 
 /// `dpsd.<env>.yaml` beside the main file.
@@ -259,6 +296,11 @@ fn validate_settings(path: &Path, text: &str, settings: &Settings, problems: &mu
             "mongodb",
             "mongodb.uri is required: this version has no embedded store yet".into(),
         ),
+    }
+    for (user, credential) in settings.api.auth.iter().flatten() {
+        if let Some(problem) = credential.problem() {
+            report(&format!("{user}:"), format!("api.auth.{user}: {problem}"));
+        }
     }
     if let Err(e) = tracing_subscriber::EnvFilter::try_new(&settings.log.level) {
         report("level:", format!("log.level {:?}: {e}", settings.log.level));

@@ -120,6 +120,21 @@ pub struct Credential {
     pub password_hash: Option<String>,
 }
 
+impl Credential {
+    /// What makes this entry unusable: no secret, two secrets, or a hash that is not a PHC
+    /// string (`$argon2id$...`).
+    pub fn problem(&self) -> Option<String> {
+        match (&self.password, &self.password_hash) {
+            (Some(_), Some(_)) => Some("give either password or password_hash, not both".into()),
+            (None, None) => Some("needs password or password_hash".into()),
+            (None, Some(hash)) => argon2::PasswordHash::new(hash)
+                .err()
+                .map(|e| format!("password_hash is not an argon2 PHC string: {e}")),
+            (Some(_), None) => None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {

@@ -105,7 +105,7 @@ pub fn parse_worker(
     catalog: &BTreeMap<String, Arc<ServiceDef>>,
     default_prefetch: u16,
 ) -> Result<WorkerDef, Problems> {
-    let name = worker_name(path)?;
+    let name = file_stem_name(path, "worker")?;
     let file: WorkerFile = serde_yaml::from_str(text).map_err(|e| Problem::from_yaml(path, &e))?;
 
     let mut problems = Problems::default();
@@ -158,9 +158,9 @@ pub fn parse_worker(
     })
 }
 
-/// The worker's name is the file's stem; it shows in process titles, logs and metrics,
-/// so it is kept to a safe alphabet.
-fn worker_name(path: &Path) -> Result<String, Problem> {
+/// A worker's or job's name is its file's stem; it shows in process titles, logs and
+/// metrics, so it is kept to a safe alphabet.
+pub fn file_stem_name(path: &Path, what: &str) -> Result<String, Problem> {
     let stem = path
         .file_stem()
         .and_then(|s| s.to_str())
@@ -175,7 +175,9 @@ fn worker_name(path: &Path) -> Result<String, Problem> {
         Err(Problem::new(
             path,
             None,
-            "a worker file's name must be letters, digits, '_', '-' or '.' followed by .yaml",
+            format!(
+                "a {what} file's name must be letters, digits, '_', '-' or '.' followed by .yaml"
+            ),
         ))
     }
 }

@@ -3,16 +3,14 @@
 //! process group so a timeout kills everything it started, not just the first process.
 
 use std::io::ErrorKind;
-use std::os::unix::process::ExitStatusExt;
 use std::process::{ExitStatus, Stdio};
 
-use nix::sys::signal::{killpg, Signal};
-use nix::unistd::Pid;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 
 use super::{clip, parse_output, CallContext, ExecSpec, ServiceError};
+use crate::process;
 
 /// How much of stderr is kept in the error of a failed run.
 const STDERR_TAIL: usize = 2000;
@@ -25,7 +23,6 @@ pub async fn call(
     let input = serde_json::to_vec(input)
         .map_err(|e| ServiceError::Failed(format!("input not serialisable: {e}")))?;
     let mut child = spawn(spec, ctx)?;
-    let pgid = child.id().map(|id| Pid::from_raw(id as i32));
     let run = talk(&mut child, input);
     match tokio::time::timeout(spec.timeout, run).await {
         Ok(result) => {
@@ -33,19 +30,14 @@ pub async fn call(
             outcome(status, &stdout, &stderr)
         }
         Err(_) => {
-            if let Some(pgid) = pgid {
-                // The group may be gone already; nothing to do then.
-                let _ = killpg(pgid, Signal::SIGKILL);
-            }
-            let _ = child.wait().await;
+            process::kill_group(&mut child).await;
             Err(ServiceError::Timeout(spec.timeout))
         }
     }
 }
 
 fn spawn(spec: &ExecSpec, ctx: CallContext<'_>) -> Result<Child, ServiceError> {
-    Command::new(&spec.program)
-        .args(&spec.args)
+    process::command(&spec.program, &spec.args)
         .envs(&spec.env)
         .env("DPS_EXECUTION_ID", ctx.execution_id)
         .env("DPS_WORKER", ctx.worker)
@@ -54,8 +46,6 @@ fn spawn(spec: &ExecSpec, ctx: CallContext<'_>) -> Result<Child, ServiceError> {
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .process_group(0)
-        .kill_on_drop(true)
         .spawn()
         .map_err(|source| ServiceError::Spawn {
             program: spec.program.display().to_string(),
@@ -101,13 +91,8 @@ fn outcome(status: ExitStatus, stdout: &[u8], stderr: &[u8]) -> Result<Value, Se
     if status.success() {
         return Ok(parse_output(stdout));
     }
-    let status = match (status.code(), status.signal()) {
-        (Some(code), _) => format!("exit status {code}"),
-        (None, Some(signal)) => format!("signal {signal}"),
-        _ => status.to_string(),
-    };
     Err(ServiceError::Exit {
-        status,
+        status: process::describe(status),
         stderr_tail: clip(String::from_utf8_lossy(stderr).trim(), STDERR_TAIL, true),
     })
 }

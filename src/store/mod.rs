@@ -124,6 +124,38 @@ impl ParkedBody {
     }
 }
 
+/// A job as the store keeps it (SPEC 5.2): its definition and the record of its runs.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JobRecord {
+    pub name: String,
+    /// The schedule as written (`90 minutes`, `00 02,10 * * *`), None for manual jobs.
+    pub schedule: Option<String>,
+    /// `interval`, `cron` or `manual`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub active: bool,
+    pub next_run_at: Option<DateTime<Utc>>,
+    pub last_run_at: Option<DateTime<Utc>>,
+    pub last_finished_at: Option<DateTime<Utc>>,
+    /// `ok` or `failed`.
+    pub last_status: Option<String>,
+    pub fail_count: u32,
+    pub fail_reason: Option<String>,
+    pub locked_at: Option<DateTime<Utc>>,
+    pub locked_by: Option<String>,
+}
+
+/// The definition part of a job record, as the files (or a re-schedule) set it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobDefinition {
+    pub name: String,
+    pub schedule: Option<String>,
+    pub kind: String,
+    pub active: bool,
+    pub next_run_at: Option<DateTime<Utc>>,
+}
+
 /// Why the store could not do what was asked. Callers retry `Unavailable` (the server will
 /// come back) and report `Invalid` (retrying cannot help).
 #[derive(Debug, thiserror::Error)]
@@ -145,6 +177,49 @@ pub trait Store: Send + Sync {
 
     /// Keeps a message that could not be processed.
     async fn park(&self, message: &ParkedMessage) -> Result<(), StoreError>;
+
+    /// The job record, if the job is defined.
+    async fn job(&self, name: &str) -> Result<Option<JobRecord>, StoreError>;
+
+    /// Every job record, by name.
+    async fn jobs(&self) -> Result<Vec<JobRecord>, StoreError>;
+
+    /// Creates or updates a job's definition; its run record is kept.
+    async fn define_job(&self, definition: &JobDefinition) -> Result<(), StoreError>;
+
+    /// Removes a job whose file was deleted.
+    async fn remove_job(&self, name: &str) -> Result<(), StoreError>;
+
+    /// Takes the occurrence planned for `planned` by moving `nextRunAt` on to `next`, if no
+    /// one else did: of all the hosts that share the store, exactly one gets `true`.
+    async fn advance_job(
+        &self,
+        name: &str,
+        planned: DateTime<Utc>,
+        next: Option<DateTime<Utc>>,
+    ) -> Result<bool, StoreError>;
+
+    /// Marks the job running on `host`, unless it already runs (a lock older than
+    /// `stale_before` belonged to a host that died and is taken over).
+    async fn lock_job(
+        &self,
+        name: &str,
+        host: &str,
+        now: DateTime<Utc>,
+        stale_before: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+
+    /// Records the end of a run `host` had locked: `Err` carries the failure reason.
+    async fn finish_job(
+        &self,
+        name: &str,
+        host: &str,
+        outcome: &Result<(), String>,
+        finished_at: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+
+    /// Whether the store answers now (for `/health`).
+    async fn ping(&self) -> Result<(), StoreError>;
 
     /// Closes connections before the process exits, so no background task of the driver is
     /// cut off mid-request by the runtime shutting down.

@@ -6,20 +6,22 @@
 mod backoff;
 mod plan;
 mod replica;
+mod status;
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
-use tokio::signal::unix::{signal, SignalKind};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{error, info, warn};
 
 pub use replica::{Spawner, WORKER_YAML};
+pub use status::{WorkerReport, WorkersSnapshot};
 
-use crate::config::{yaml_files, Config, Settings, Source, WorkerDef};
+use crate::config::{Config, FileWatch, Settings, Source, WorkerDef};
+use crate::process;
 use crate::shutdown::Shutdown;
 use plan::Action;
 
@@ -51,6 +53,23 @@ struct WorkerRun {
     slots: BTreeMap<u32, Slot>,
     restarts: u64,
     last_exit: Option<String>,
+    config_error: Option<String>,
+}
+
+impl WorkerRun {
+    fn report(&self) -> WorkerReport {
+        let pids: Vec<u32> = self.slots.values().filter_map(|s| s.pid).collect();
+        WorkerReport {
+            queue: self.def.queue.clone(),
+            follow_queue: self.def.follow_queue.clone(),
+            replicas_wanted: self.def.replicas,
+            replicas_running: pids.len() as u32,
+            pids,
+            restarts: self.restarts,
+            last_exit: self.last_exit.clone(),
+            config_error: self.config_error.clone(),
+        }
+    }
 }
 
 /// One replica position. `generation` tells this run's events from those of a replica that
@@ -70,61 +89,79 @@ pub struct Supervisor {
     workers: BTreeMap<String, WorkerRun>,
     /// Processes told to stop, not yet exited.
     retiring: HashMap<u32, String>,
-    /// The content of every configuration file at the last reload.
-    files: Vec<(PathBuf, Vec<u8>)>,
+    files: FileWatch,
     generation: u64,
     events: mpsc::UnboundedSender<Event>,
+    status: watch::Sender<WorkersSnapshot>,
+}
+
+/// How the supervisor is tied into the daemon.
+pub struct Links {
+    pub shutdown: Shutdown,
+    /// Reload requests (SIGHUP, the API).
+    pub reloads: watch::Receiver<u64>,
+    /// Where the supervisor publishes its workers' state.
+    pub status: watch::Sender<WorkersSnapshot>,
+    /// Fired once the replicas of the first configuration are started.
+    pub started: oneshot::Sender<()>,
 }
 
 impl Supervisor {
     /// Runs until a graceful stop, then stops every replica.
-    pub async fn run(
-        source: Source,
-        config: Config,
-        spawner: Spawner,
-        shutdown: Shutdown,
-    ) -> anyhow::Result<()> {
+    pub async fn run(source: Source, config: Config, spawner: Spawner, links: Links) {
+        let Links {
+            shutdown,
+            mut reloads,
+            status,
+            started,
+        } = links;
         let (events, mut incoming) = mpsc::unbounded_channel();
-        let mut hangup = signal(SignalKind::hangup())?;
         let mut supervisor = Supervisor {
             source,
             config,
             spawner,
             workers: BTreeMap::new(),
             retiring: HashMap::new(),
-            files: Vec::new(),
+            files: FileWatch::default(),
             generation: 0,
             events,
+            status,
         };
         supervisor.reload(true);
-        notify(sd_notify::NotifyState::Ready);
+        let _ = started.send(());
         let mut poll = tokio::time::interval(POLL);
         loop {
             tokio::select! {
                 _ = shutdown.graceful.cancelled() => break,
                 Some(event) = incoming.recv() => supervisor.on_event(event),
                 _ = poll.tick() => supervisor.reload(false),
-                _ = hangup.recv() => {
-                    info!("SIGHUP: reloading");
-                    notify(sd_notify::NotifyState::Reloading);
-                    supervisor.reload(true);
-                    notify(sd_notify::NotifyState::Ready);
-                }
+                Ok(()) = reloads.changed() => supervisor.reload(true),
             }
+            supervisor.publish_status();
         }
-        notify(sd_notify::NotifyState::Stopping);
         supervisor.stop_all(&mut incoming, &shutdown).await;
-        Ok(())
+    }
+
+    fn publish_status(&self) {
+        let snapshot: WorkersSnapshot = self
+            .workers
+            .iter()
+            .map(|(name, run)| (name.clone(), run.report()))
+            .collect();
+        self.status.send_if_modified(|current| {
+            let changed = *current != snapshot;
+            *current = snapshot;
+            changed
+        });
     }
 
     /// Re-reads the configuration when a file changed (or always, when `force`), and brings
     /// the running workers in line. A file that fails validation changes nothing.
     fn reload(&mut self, force: bool) {
-        let files = self.config_files();
-        if !force && files == self.files {
+        let paths = self.source.files_with(&self.config.settings.workers_dir);
+        if !self.files.changed(paths) && !force {
             return;
         }
-        self.files = files;
         let replicas_changed = match Config::load(&self.source) {
             Ok(config) => {
                 let changed = replica_settings_differ(&self.config.settings, &config.settings);
@@ -137,9 +174,17 @@ impl Supervisor {
             }
         };
         let (wanted, problems) = self.config.workers();
-        let invalid: Vec<String> = problems.0.iter().filter_map(|p| stem(&p.file)).collect();
+        let mut invalid = Vec::new();
         for problem in &problems.0 {
             error!("{problem} (the worker keeps its last good definition)");
+            invalid.extend(stem(&problem.file));
+        }
+        for (name, run) in &mut self.workers {
+            let problem = problems
+                .0
+                .iter()
+                .find(|p| stem(&p.file).as_ref() == Some(name));
+            run.config_error = problem.map(ToString::to_string);
         }
         let running: BTreeMap<String, WorkerDef> = self
             .workers
@@ -149,22 +194,6 @@ impl Supervisor {
         for action in plan::plan(&running, &wanted, &invalid, replicas_changed) {
             self.apply(action);
         }
-    }
-
-    fn config_files(&self) -> Vec<(PathBuf, Vec<u8>)> {
-        let main = self.source.main_file();
-        let mut paths = vec![main.clone()];
-        if let Some(env) = &self.source.env {
-            paths.push(crate::config::overlay_path(&main, env));
-        }
-        paths.extend(yaml_files(&self.config.settings.workers_dir).unwrap_or_default());
-        paths
-            .into_iter()
-            .map(|p| {
-                let bytes = std::fs::read(&p).unwrap_or_default();
-                (p, bytes)
-            })
-            .collect()
     }
 
     fn apply(&mut self, action: Action) {
@@ -177,6 +206,7 @@ impl Supervisor {
                     slots: BTreeMap::new(),
                     restarts: 0,
                     last_exit: None,
+                    config_error: None,
                 };
                 self.workers.insert(name.clone(), run);
                 self.scale(&name);
@@ -292,7 +322,7 @@ impl Supervisor {
                 status,
             } => {
                 if self.retiring.remove(&pid).is_some() {
-                    info!(worker = %worker, replica, pid, "replica stopped ({})", describe(status));
+                    info!(worker = %worker, replica, pid, "replica stopped ({})", process::describe(status));
                 } else {
                     self.on_crash(&worker, replica, generation, status);
                 }
@@ -332,9 +362,9 @@ impl Supervisor {
             return;
         };
         run.restarts += 1;
-        run.last_exit = Some(describe(status));
+        run.last_exit = Some(process::describe(status));
         slot.pid = None;
-        warn!(worker = %worker, replica, restarts = run.restarts, "replica exited ({})", describe(status));
+        warn!(worker = %worker, replica, restarts = run.restarts, "replica exited ({})", process::describe(status));
         self.schedule_restart(worker, replica);
     }
 
@@ -430,23 +460,4 @@ fn stem(path: &Path) -> Option<String> {
     path.file_stem()
         .and_then(|s| s.to_str())
         .map(str::to_string)
-}
-
-fn describe(status: ExitStatus) -> String {
-    use std::os::unix::process::ExitStatusExt;
-    match (status.code(), status.signal()) {
-        (Some(code), _) => format!("exit status {code}"),
-        (None, Some(signal)) => match Signal::try_from(signal) {
-            Ok(signal) => format!("signal {}", signal.as_str()),
-            Err(_) => format!("signal {signal}"),
-        },
-        _ => status.to_string(),
-    }
-}
-
-/// Tells systemd (when it started us with `Type=notify`) what state we are in.
-fn notify(state: sd_notify::NotifyState) {
-    if let Err(e) = sd_notify::notify(false, &[state]) {
-        warn!("cannot notify systemd: {e}");
-    }
 }

@@ -133,6 +133,8 @@ pub struct TestEnv {
     pub dir: tempfile::TempDir,
     pub amqp_url: String,
     pub mongo_uri: String,
+    /// The API's port for this test's daemon.
+    pub api_port: u16,
     pub database: String,
     queues: std::sync::Mutex<Vec<String>>,
     children: std::sync::Mutex<Vec<Child>>,
@@ -152,12 +154,14 @@ impl TestEnv {
         let id = format!("{name}_{short}");
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::create_dir_all(dir.path().join("workers.d")).expect("mkdir");
+        std::fs::create_dir_all(dir.path().join("jobs.d")).expect("mkdir");
         let env = TestEnv {
             database: format!("dpsdtest_{short}"),
             id,
             dir,
             amqp_url: amqp_url.to_string(),
             mongo_uri: mongo_uri.to_string(),
+            api_port: free_port(),
             queues: Default::default(),
             children: Default::default(),
         };
@@ -181,11 +185,41 @@ impl TestEnv {
 
     /// Writes the main file: this test's servers, the example services, then `extra`.
     pub fn write_main(&self, extra: &str) {
+        self.write_main_with_auth("null", extra);
+    }
+
+    /// As `write_main`, with `api.auth` set to `auth` (YAML flow style).
+    pub fn write_main_with_auth(&self, auth: &str, extra: &str) {
         let text = format!(
-            "amqp:\n  url: {}\n  prefetch: 10\nmongodb:\n  uri: {}\n  database: {}\nlog:\n  level: info,dpsd=debug\nworkers_dir: workers.d\nsupervisor:\n  shutdown_timeout: 10s\nservices:\n  integration_test_service1: {{builtin: constant, value: test1}}\n  integration_test_service2: {{builtin: constant, value: test2_0}}\n  integration_test_service2_1: {{builtin: constant, value: test2_1}}\n{extra}",
-            self.amqp_url, self.mongo_uri, self.database
+            "amqp:\n  url: {}\n  prefetch: 10\nmongodb:\n  uri: {}\n  database: {}\napi:\n  listen: 127.0.0.1:{}\n  auth: {auth}\n\
+             log:\n  level: info,dpsd=debug\nworkers_dir: workers.d\nsupervisor:\n  shutdown_timeout: 10s\n\
+             services:\n  integration_test_service1: {{builtin: constant, value: test1}}\n\
+             \x20 integration_test_service2: {{builtin: constant, value: test2_0}}\n\
+             \x20 integration_test_service2_1: {{builtin: constant, value: test2_1}}\n{extra}",
+            self.amqp_url, self.mongo_uri, self.database, self.api_port
         );
         std::fs::write(self.config_path(), text).expect("write main config");
+    }
+
+    pub fn write_job(&self, name: &str, yaml: &str) {
+        std::fs::write(
+            self.dir.path().join("jobs.d").join(format!("{name}.yaml")),
+            yaml,
+        )
+        .expect("write job");
+    }
+
+    /// The API's base URL for this test's daemon.
+    pub fn api(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.api_port)
+    }
+
+    /// Waits until the daemon's API answers `/health` (whatever the status).
+    pub fn wait_api(&self) {
+        let url = self.api("/health");
+        wait_for("the API listening", Duration::from_secs(30), || {
+            reqwest::blocking::get(&url).is_ok()
+        });
     }
 
     pub fn write_worker(&self, name: &str, yaml: &str) {
@@ -233,10 +267,17 @@ impl TestEnv {
 
     /// Starts `dpsd run` with this test's configuration, its log in `daemon.log`.
     pub fn start_daemon(&self) -> u32 {
-        let log = std::fs::File::create(self.path("daemon.log")).expect("log file");
-        let child = self
-            .dpsd()
+        self.start_daemon_at(&self.config_path(), "daemon.log")
+    }
+
+    /// Starts `dpsd run` with the main file `config`, its log in `log`.
+    pub fn start_daemon_at(&self, config: &Path, log: &str) -> u32 {
+        let log = std::fs::File::create(self.path(log)).expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_dpsd"))
+            .arg("--config")
+            .arg(config)
             .arg("run")
+            .env_remove("DPSD_ENV")
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -475,6 +516,14 @@ async fn try_connect(url: &str) -> Result<Connection, amqprs::error::Error> {
 
 async fn connect(url: &str) -> Connection {
     try_connect(url).await.expect("connect to RabbitMQ")
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("free port")
+        .local_addr()
+        .expect("addr")
+        .port()
 }
 
 /// Polls `condition` every 100 ms until it holds; panics naming `what` after `timeout`.

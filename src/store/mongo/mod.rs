@@ -5,6 +5,7 @@
 //! needs far fewer than one round trip per message.
 
 mod batch;
+mod jobs;
 
 use std::time::Duration;
 
@@ -16,15 +17,20 @@ use mongodb::options::{ClientOptions, IndexOptions};
 use mongodb::{Client, Collection, IndexModel};
 use serde_json::Value;
 
-use super::{Execution, ParkedBody, ParkedMessage, Stage, Status, Store, StoreError};
+use super::{
+    Execution, JobDefinition, JobRecord, ParkedBody, ParkedMessage, Stage, Status, Store,
+    StoreError,
+};
 use crate::config::MongoSettings;
 
 const DUPLICATE_KEY: i32 = 11000;
 
 pub struct MongoStore {
     client: Client,
+    db: mongodb::Database,
     job_state: Collection<Document>,
     failed: Collection<Document>,
+    jobs: Collection<Document>,
     stages: batch::Batcher,
 }
 
@@ -43,9 +49,11 @@ impl MongoStore {
         let job_state = db.collection(&settings.job_state_collection);
         let store = MongoStore {
             client: client.clone(),
+            db: db.clone(),
             stages: batch::Batcher::start(db.clone(), job_state.clone()),
             job_state,
             failed: db.collection("failed_messages"),
+            jobs: db.collection("jobs"),
         };
         store.ensure_indexes().await.map_err(|e| {
             anyhow::anyhow!(
@@ -73,7 +81,7 @@ impl MongoStore {
             .create_index(by_worker)
             .await
             .map_err(classify)?;
-        Ok(())
+        jobs::ensure_indexes(&self.jobs).await
     }
 }
 
@@ -112,6 +120,59 @@ impl Store for MongoStore {
         self.failed
             .update_one(doc! {"_id": &message.id}, update)
             .upsert(true)
+            .await
+            .map(drop)
+            .map_err(classify)
+    }
+
+    async fn job(&self, name: &str) -> Result<Option<JobRecord>, StoreError> {
+        jobs::job(&self.jobs, name).await
+    }
+
+    async fn jobs(&self) -> Result<Vec<JobRecord>, StoreError> {
+        jobs::all(&self.jobs).await
+    }
+
+    async fn define_job(&self, definition: &JobDefinition) -> Result<(), StoreError> {
+        jobs::define(&self.jobs, definition).await
+    }
+
+    async fn remove_job(&self, name: &str) -> Result<(), StoreError> {
+        jobs::remove(&self.jobs, name).await
+    }
+
+    async fn advance_job(
+        &self,
+        name: &str,
+        planned: DateTime<Utc>,
+        next: Option<DateTime<Utc>>,
+    ) -> Result<bool, StoreError> {
+        jobs::advance(&self.jobs, name, planned, next).await
+    }
+
+    async fn lock_job(
+        &self,
+        name: &str,
+        host: &str,
+        now: DateTime<Utc>,
+        stale_before: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        jobs::lock(&self.jobs, name, host, now, stale_before).await
+    }
+
+    async fn finish_job(
+        &self,
+        name: &str,
+        host: &str,
+        outcome: &Result<(), String>,
+        finished_at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        jobs::finish(&self.jobs, name, host, outcome, finished_at).await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.db
+            .run_command(doc! {"ping": 1})
             .await
             .map(drop)
             .map_err(classify)

@@ -1,0 +1,109 @@
+//! The HTTP API (SPEC 6) on actix-web: JSON in and out, camelCase, errors as
+//! `{"error": ...}`, Basic auth on everything but `/health`.
+
+mod auth;
+mod error;
+mod jobs;
+mod system;
+
+use std::sync::Arc;
+
+use actix_web::dev::ServerHandle;
+use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
+use actix_web::{middleware, web, App, HttpRequest, HttpResponse, HttpServer};
+use tokio::sync::watch;
+
+pub use auth::Users;
+pub use error::ApiError;
+
+use crate::broker::Outbox;
+use crate::config::ApiSettings;
+use crate::reload::Reload;
+use crate::scheduler::Scheduler;
+use crate::store::Store;
+use crate::supervisor::WorkersSnapshot;
+
+/// Largest request body accepted; larger ones get 413.
+pub const BODY_LIMIT: usize = 1024 * 1024;
+
+/// What the routes work with.
+pub struct State {
+    pub scheduler: Arc<Scheduler>,
+    pub store: Arc<dyn Store>,
+    pub outbox: Arc<Outbox>,
+    pub reload: Reload,
+    pub workers: watch::Receiver<WorkersSnapshot>,
+}
+
+/// Binds `api.listen` and starts serving in the background; the handle stops it.
+pub fn serve(settings: &ApiSettings, state: State) -> anyhow::Result<ServerHandle> {
+    let users = web::Data::new(Users::new(settings.auth.as_ref()));
+    warn_if_exposed(&settings.listen, &users);
+    let auth = !users.is_open();
+    let state = web::Data::new(state);
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .app_data(users.clone())
+            .app_data(
+                web::JsonConfig::default()
+                    .limit(BODY_LIMIT)
+                    .error_handler(json_error),
+            )
+            .app_data(web::PathConfig::default().error_handler(path_error))
+            .app_data(web::QueryConfig::default().error_handler(query_error))
+            .wrap(middleware::from_fn(auth::require_user))
+            .configure(jobs::routes)
+            .configure(system::routes)
+            .default_service(web::to(not_found))
+    })
+    .workers(2)
+    .disable_signals()
+    .shutdown_timeout(5)
+    .bind(&settings.listen)
+    .map_err(|e| anyhow::anyhow!("cannot listen on api.listen {}: {e}", settings.listen))?
+    .run();
+    let handle = server.handle();
+    tokio::spawn(server);
+    tracing::info!(listen = %settings.listen, auth, "API listening");
+    Ok(handle)
+}
+
+/// An API without auth on a non-loopback address lets anyone start jobs: say so loudly.
+fn warn_if_exposed(listen: &str, users: &Users) {
+    let loopback = listen
+        .parse::<std::net::SocketAddr>()
+        .map(|a| a.ip().is_loopback())
+        .unwrap_or_else(|_| listen.starts_with("localhost:"));
+    if !loopback && users.is_open() {
+        tracing::warn!(
+            "THE API LISTENS ON {listen} WITHOUT AUTHENTICATION: anyone who can reach it can start jobs \
+             and publish messages. Set api.auth, or listen on 127.0.0.1."
+        );
+    }
+}
+
+async fn not_found(request: HttpRequest) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::NotFound(format!(
+        "no route {} {}",
+        request.method(),
+        request.path()
+    )))
+}
+
+fn json_error(error: JsonPayloadError, _: &HttpRequest) -> actix_web::Error {
+    match error {
+        JsonPayloadError::Overflow { .. } | JsonPayloadError::OverflowKnownLength { .. } => {
+            ApiError::TooLarge(BODY_LIMIT).into()
+        }
+        other => ApiError::BadRequest(format!("bad JSON body: {other}")).into(),
+    }
+}
+
+fn path_error(error: PathError, _: &HttpRequest) -> actix_web::Error {
+    ApiError::BadRequest(error.to_string()).into()
+}
+
+fn query_error(error: QueryPayloadError, _: &HttpRequest) -> actix_web::Error {
+    ApiError::BadRequest(error.to_string()).into()
+}

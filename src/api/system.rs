@@ -1,0 +1,84 @@
+//! Executions, publish, reload and health (SPEC 6).
+
+use actix_web::{get, post, web, HttpResponse};
+use serde_json::Value;
+
+use super::{ApiError, State};
+use crate::config::queue_name_problem;
+use crate::message::Message;
+
+#[get("/api/executions/{id}")]
+async fn execution(
+    state: web::Data<State>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    match state.store.execution(&id).await? {
+        Some(execution) => Ok(HttpResponse::Ok().json(execution)),
+        None => Err(ApiError::NotFound(format!(
+            "no execution {:?}",
+            id.as_str()
+        ))),
+    }
+}
+
+/// Publishes the body as `dpsd send` would: persistent, confirmed, with an executionId.
+#[post("/api/publish/{queue}")]
+async fn publish(
+    state: web::Data<State>,
+    queue: web::Path<String>,
+    body: web::Json<Value>,
+) -> Result<HttpResponse, ApiError> {
+    if let Some(problem) = queue_name_problem(&queue) {
+        return Err(ApiError::BadRequest(format!(
+            "queue {:?}: {problem}",
+            queue.as_str()
+        )));
+    }
+    let Value::Object(body) = body.into_inner() else {
+        return Err(ApiError::BadRequest(
+            "the message must be a JSON object".into(),
+        ));
+    };
+    let message = Message::from_object(body).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    state.outbox.publish(&queue, message.to_bytes()).await?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({"executionId": message.execution_id()})))
+}
+
+#[post("/api/reload")]
+async fn reload(state: web::Data<State>) -> HttpResponse {
+    state.reload.request();
+    HttpResponse::Ok().json(serde_json::json!({"ok": true}))
+}
+
+/// Liveness and readiness: 200 when RabbitMQ and the store answer and every worker has its
+/// replicas, else 503 with the same body saying which part is missing.
+#[get("/health")]
+async fn health(state: web::Data<State>) -> HttpResponse {
+    let (rabbitmq, store) = tokio::join!(state.outbox.reachable(), state.store.ping());
+    let workers = state.workers.borrow().clone();
+    let short: Vec<&String> = workers
+        .iter()
+        .filter(|(_, w)| w.replicas_running < w.replicas_wanted)
+        .map(|(name, _)| name)
+        .collect();
+    let healthy = rabbitmq && store.is_ok() && short.is_empty();
+    let body = serde_json::json!({
+        "status": if healthy { "ok" } else { "degraded" },
+        "rabbitmq": rabbitmq,
+        "store": store.is_ok(),
+        "workersShortOfReplicas": short,
+    });
+    if healthy {
+        HttpResponse::Ok().json(body)
+    } else {
+        HttpResponse::ServiceUnavailable().json(body)
+    }
+}
+
+pub fn routes(config: &mut web::ServiceConfig) {
+    config
+        .service(execution)
+        .service(publish)
+        .service(reload)
+        .service(health);
+}

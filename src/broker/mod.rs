@@ -1,0 +1,164 @@
+//! RabbitMQ through amqprs: connecting, declaring queues, message properties; publishing
+//! with confirms lives in `publisher`, the daemon's reconnecting publisher in `outbox`.
+
+mod outbox;
+mod publisher;
+
+pub use outbox::Outbox;
+pub use publisher::Publisher;
+
+use std::collections::BTreeMap;
+
+use amqprs::callbacks::DefaultConnectionCallback;
+use amqprs::channel::{Channel, QueueDeclareArguments};
+use amqprs::connection::{Connection, OpenConnectionArguments};
+use amqprs::{BasicProperties, FieldTable, FieldValue};
+use percent_encoding::percent_decode_str;
+
+use crate::redact::redact_urls;
+use publisher::CONFIRM_TIMEOUT;
+
+/// Heartbeats let a dead TCP connection be noticed in seconds, not minutes.
+const HEARTBEAT_SECS: u16 = 10;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    #[error("bad amqp.url {url}: {reason}")]
+    BadUrl { url: String, reason: String },
+    #[error("cannot connect to RabbitMQ at {url}: {reason}")]
+    Connect { url: String, reason: String },
+    #[error("RabbitMQ: {0}")]
+    Amqp(String),
+    #[error("{0}")]
+    Lost(&'static str),
+    #[error("RabbitMQ refused the message (nack)")]
+    Nacked,
+    #[error("no confirm from RabbitMQ within {}s", CONFIRM_TIMEOUT.as_secs())]
+    ConfirmTimeout,
+    #[error("the channel closed before RabbitMQ confirmed the message")]
+    ChannelClosed,
+}
+
+impl From<amqprs::error::Error> for BrokerError {
+    fn from(e: amqprs::error::Error) -> Self {
+        BrokerError::Amqp(redact_urls(&e.to_string()))
+    }
+}
+
+/// Opens a connection named for what this process is (it shows in the management UI).
+pub async fn connect(url: &str, name: &str) -> Result<Connection, BrokerError> {
+    let shown = redact_urls(url);
+    let mut args = connection_arguments(url).map_err(|reason| BrokerError::BadUrl {
+        url: shown.clone(),
+        reason,
+    })?;
+    args.connection_name(name).heartbeat(HEARTBEAT_SECS);
+    let connection = Connection::open(&args)
+        .await
+        .map_err(|e| BrokerError::Connect {
+            url: shown,
+            reason: redact_urls(&e.to_string()),
+        })?;
+    connection
+        .register_callback(DefaultConnectionCallback)
+        .await?;
+    Ok(connection)
+}
+
+/// Reads an `amqp://user:password@host:port/vhost` URL the way RabbitMQ documents it: the
+/// vhost is percent-decoded (`%2f` is `/`), and an empty path means the default vhost `/`.
+fn connection_arguments(url: &str) -> Result<OpenConnectionArguments, String> {
+    crate::config::check_amqp_url(url)?;
+    let parsed = url::Url::parse(url).map_err(|e| e.to_string())?;
+    let host = parsed.host_str().ok_or("no host")?;
+    let decode = |s: &str| percent_decode_str(s).decode_utf8_lossy().to_string();
+    let user = match parsed.username() {
+        "" => "guest".to_string(),
+        user => decode(user),
+    };
+    let password = parsed
+        .password()
+        .map(decode)
+        .unwrap_or_else(|| "guest".into());
+    let vhost = match parsed.path().trim_start_matches('/') {
+        "" => "/".to_string(),
+        path => decode(path),
+    };
+    let mut args =
+        OpenConnectionArguments::new(host, parsed.port().unwrap_or(5672), &user, &password);
+    args.virtual_host(&vhost);
+    Ok(args)
+}
+
+/// Closes channels, then the connection, and waits for each: a channel left to its drop
+/// guard is closed by a detached task that a stopping runtime would cut short.
+pub async fn close(channels: Vec<Channel>, connection: Connection) {
+    for channel in channels {
+        let _ = channel.close().await;
+    }
+    let _ = connection.close().await;
+}
+
+/// Declares a durable queue; idempotent for queues dpsd declared itself.
+pub async fn declare_queue(channel: &Channel, queue: &str) -> Result<(), BrokerError> {
+    channel
+        .queue_declare(QueueDeclareArguments::durable_client_named(queue))
+        .await?;
+    Ok(())
+}
+
+/// Message properties dpsd sets on what it publishes: persistent JSON, plus its headers.
+pub fn properties(headers: &BTreeMap<&str, String>) -> BasicProperties {
+    let mut props = BasicProperties::default();
+    props
+        .with_persistence(true)
+        .with_content_type("application/json");
+    if !headers.is_empty() {
+        let mut table = FieldTable::new();
+        for (name, value) in headers {
+            if let (Ok(name), Ok(value)) =
+                ((*name).to_string().try_into(), value.clone().try_into())
+            {
+                table.insert(name, FieldValue::S(value));
+            }
+        }
+        props.with_headers(table);
+    }
+    props.finish()
+}
+
+/// A header of a received message, as text.
+pub fn header(props: &BasicProperties, name: &str) -> Option<String> {
+    let key = name.to_string().try_into().ok()?;
+    match props.headers()?.get(&key)? {
+        FieldValue::S(s) => Some(s.to_string()),
+        FieldValue::l(n) => Some(n.to_string()),
+        FieldValue::I(n) => Some(n.to_string()),
+        FieldValue::t(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_decode_the_vhost() {
+        let args = connection_arguments("amqp://u:p%40ss@h:5673/%2f").expect("valid");
+        assert_eq!(
+            (args.get_host(), args.get_port(), args.get_virtual_host()),
+            ("h", 5673, "/")
+        );
+        let args = connection_arguments("amqp://h").expect("valid");
+        assert_eq!((args.get_port(), args.get_virtual_host()), (5672, "/"));
+        assert_eq!(
+            connection_arguments("amqp://h/prod")
+                .expect("valid")
+                .get_virtual_host(),
+            "prod"
+        );
+        assert!(connection_arguments("http://h").is_err());
+        assert!(connection_arguments("nonsense").is_err());
+    }
+}

@@ -1,0 +1,175 @@
+//! Publishing with publisher confirms. amqprs reports confirms through a channel callback;
+//! [`Publisher`] turns them back into one awaitable result per message, so many publishes
+//! can be in flight at once.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use amqprs::callbacks::ChannelCallback;
+use amqprs::channel::{BasicPublishArguments, Channel, ConfirmSelectArguments};
+use amqprs::connection::Connection;
+use amqprs::{Ack, BasicProperties, Cancel, CloseChannel, Nack, Return};
+use async_trait::async_trait;
+use tokio::sync::{oneshot, Mutex};
+
+use super::BrokerError;
+
+/// How long a publish waits for the broker's confirm before it counts as failed.
+pub const CONFIRM_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Publishes on a channel in confirm mode and resolves each publish when the broker has
+/// confirmed it (or refused it). Cloneable; clones share the channel.
+#[derive(Clone)]
+pub struct Publisher {
+    channel: Channel,
+    pending: Arc<Mutex<Pending>>,
+}
+
+/// Confirms awaited, by publish sequence number (1, 2, ... in publish order on the channel).
+#[derive(Default)]
+struct Pending {
+    next: u64,
+    waiters: BTreeMap<u64, oneshot::Sender<bool>>,
+}
+
+impl Pending {
+    fn settle(&mut self, tag: u64, multiple: bool, ok: bool) {
+        let tags: Vec<u64> = if multiple {
+            self.waiters.range(..=tag).map(|(t, _)| *t).collect()
+        } else {
+            vec![tag]
+        };
+        for t in tags {
+            if let Some(waiter) = self.waiters.remove(&t) {
+                let _ = waiter.send(ok);
+            }
+        }
+    }
+}
+
+impl Publisher {
+    pub async fn open(connection: &Connection) -> Result<Publisher, BrokerError> {
+        let channel = connection.open_channel(None).await?;
+        let pending = Arc::new(Mutex::new(Pending::default()));
+        channel
+            .register_callback(ConfirmCallback {
+                pending: pending.clone(),
+            })
+            .await?;
+        channel
+            .confirm_select(ConfirmSelectArguments::default())
+            .await?;
+        Ok(Publisher { channel, pending })
+    }
+
+    pub fn channel(&self) -> &Channel {
+        &self.channel
+    }
+
+    /// Publishes `body` to `queue` (default exchange) and waits for the broker's confirm.
+    pub async fn publish(
+        &self,
+        queue: &str,
+        body: Vec<u8>,
+        props: BasicProperties,
+    ) -> Result<(), BrokerError> {
+        let confirmed = {
+            // The lock spans sequence assignment and the send so that sequence numbers match
+            // the order the broker sees the messages in.
+            let mut pending = self.pending.lock().await;
+            pending.next += 1;
+            let seq = pending.next;
+            let (tx, rx) = oneshot::channel();
+            pending.waiters.insert(seq, tx);
+            let args = BasicPublishArguments::new("", queue);
+            if let Err(e) = self.channel.basic_publish(props, body, args).await {
+                pending.waiters.remove(&seq);
+                return Err(e.into());
+            }
+            rx
+        };
+        match tokio::time::timeout(CONFIRM_TIMEOUT, confirmed).await {
+            Ok(Ok(true)) => Ok(()),
+            Ok(Ok(false)) => Err(BrokerError::Nacked),
+            Ok(Err(_)) => Err(BrokerError::ChannelClosed),
+            Err(_) => Err(BrokerError::ConfirmTimeout),
+        }
+    }
+}
+
+struct ConfirmCallback {
+    pending: Arc<Mutex<Pending>>,
+}
+
+#[async_trait]
+impl ChannelCallback for ConfirmCallback {
+    async fn close(
+        &mut self,
+        _channel: &Channel,
+        close: CloseChannel,
+    ) -> Result<(), amqprs::error::Error> {
+        tracing::warn!("publish channel closed by RabbitMQ: {close}");
+        // Dropping the waiters tells every publisher its confirm will not come.
+        self.pending.lock().await.waiters.clear();
+        Ok(())
+    }
+    async fn cancel(
+        &mut self,
+        _channel: &Channel,
+        _cancel: Cancel,
+    ) -> Result<(), amqprs::error::Error> {
+        Ok(())
+    }
+    async fn flow(
+        &mut self,
+        _channel: &Channel,
+        active: bool,
+    ) -> Result<bool, amqprs::error::Error> {
+        Ok(active)
+    }
+    async fn publish_ack(&mut self, _channel: &Channel, ack: Ack) {
+        self.pending
+            .lock()
+            .await
+            .settle(ack.delivery_tag(), ack.mutiple(), true);
+    }
+    async fn publish_nack(&mut self, _channel: &Channel, nack: Nack) {
+        self.pending
+            .lock()
+            .await
+            .settle(nack.delivery_tag(), nack.multiple(), false);
+    }
+    async fn publish_return(
+        &mut self,
+        _channel: &Channel,
+        _ret: Return,
+        _props: BasicProperties,
+        _content: Vec<u8>,
+    ) {
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn multiple_confirms_settle_everything_up_to_the_tag() {
+        let mut pending = Pending::default();
+        let mut receivers = Vec::new();
+        for tag in 1..=4 {
+            let (tx, rx) = oneshot::channel();
+            pending.waiters.insert(tag, tx);
+            receivers.push(rx);
+        }
+        pending.settle(3, true, true);
+        pending.settle(4, false, false);
+        let got: Vec<Option<bool>> = receivers
+            .into_iter()
+            .map(|mut rx| rx.try_recv().ok())
+            .collect();
+        assert_eq!(got, [Some(true), Some(true), Some(true), Some(false)]);
+        assert!(pending.waiters.is_empty());
+    }
+}

@@ -1,0 +1,153 @@
+//! `dpsd run`: the daemon ties the parts together — the store and a broker connection, the
+//! scheduler, the API and the supervisor — and takes them down in order: the API stops
+//! taking requests, replicas drain, connections close.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sd_notify::NotifyState;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::{oneshot, watch};
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use crate::api::{self, State};
+use crate::broker::Outbox;
+use crate::config::{Config, FileWatch, Source};
+use crate::reload::Reload;
+use crate::scheduler::Scheduler;
+use crate::shutdown::Shutdown;
+use crate::store;
+use crate::supervisor::{Links, Spawner, Supervisor, WorkersSnapshot};
+
+/// How often jobs.d is compared with what runs.
+const POLL: Duration = Duration::from_secs(1);
+
+/// Runs the daemon until SIGTERM or SIGINT. `source` names the main file by absolute path.
+pub async fn run(
+    source: Source,
+    config: Config,
+    spawner: Spawner,
+    shutdown: Shutdown,
+) -> anyhow::Result<()> {
+    let settings = config.settings.clone();
+    let store = store::open(&settings).await?;
+    let outbox = Arc::new(Outbox::new(&settings.amqp.url, "dpsd daemon"));
+    let scheduler = Scheduler::new(store.clone(), outbox.clone(), settings.scheduler.active);
+    if !settings.scheduler.active {
+        info!("scheduler.active is false: no job fires on this host (API start still works)");
+    }
+    sync_jobs(&scheduler, &config).await;
+    let reload = Reload::new();
+    let (status, workers) = watch::channel(WorkersSnapshot::default());
+    let state = State {
+        scheduler: scheduler.clone(),
+        store: store.clone(),
+        outbox: outbox.clone(),
+        reload: reload.clone(),
+        workers,
+    };
+    let api = api::serve(&settings.api, state)?;
+
+    tokio::spawn(keep_jobs(
+        source.clone(),
+        config.clone(),
+        scheduler,
+        reload.subscribe(),
+        shutdown.graceful.clone(),
+    ));
+    tokio::spawn(forward_hangups(reload.clone()));
+    let (started, replicas_started) = oneshot::channel();
+    let links = Links {
+        shutdown: shutdown.clone(),
+        reloads: reload.subscribe(),
+        status,
+        started,
+    };
+    let supervisor = tokio::spawn(Supervisor::run(source, config, spawner, links));
+    if replicas_started.await.is_ok() {
+        notify(NotifyState::Ready);
+    }
+
+    shutdown.graceful.cancelled().await;
+    notify(NotifyState::Stopping);
+    let api_stopped = api.stop(true);
+    let (_, supervised) = tokio::join!(api_stopped, supervisor);
+    if let Err(e) = supervised {
+        error!("the supervisor failed: {e}");
+    }
+    outbox.close().await;
+    store.close().await;
+    Ok(())
+}
+
+/// SIGHUP (`systemctl reload dpsd`) re-reads everything at once.
+async fn forward_hangups(reload: Reload) {
+    let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+        warn!("cannot listen for SIGHUP: reloads come from the file poll and the API only");
+        return;
+    };
+    while hangups.recv().await.is_some() {
+        info!("SIGHUP: reloading");
+        notify(NotifyState::Reloading);
+        reload.request();
+        notify(NotifyState::Ready);
+    }
+}
+
+/// Applies jobs.d edits: polled each second, at once on a reload request.
+async fn keep_jobs(
+    source: Source,
+    mut config: Config,
+    scheduler: Arc<Scheduler>,
+    mut reloads: watch::Receiver<u64>,
+    stop: CancellationToken,
+) {
+    let mut files = FileWatch::default();
+    files.changed(source.files_with(&config.settings.jobs_dir));
+    let mut poll = tokio::time::interval(POLL);
+    loop {
+        let forced = tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = poll.tick() => false,
+            Ok(()) = reloads.changed() => true,
+        };
+        if !files.changed(source.files_with(&config.settings.jobs_dir)) && !forced {
+            continue;
+        }
+        match Config::load(&source) {
+            Ok(loaded) => config = loaded,
+            Err(problems) => {
+                error!("configuration invalid, jobs keep running as they are:\n{problems}");
+                continue;
+            }
+        }
+        sync_jobs(&scheduler, &config).await;
+    }
+}
+
+async fn sync_jobs(scheduler: &Arc<Scheduler>, config: &Config) {
+    let (jobs, problems) = config.jobs();
+    let mut broken = Vec::new();
+    for problem in &problems.0 {
+        error!("{problem} (the job keeps its last good definition)");
+        broken.extend(stem(&problem.file));
+    }
+    if let Err(e) = scheduler.sync(jobs, &broken).await {
+        error!("cannot record the jobs in the store: {e}");
+    }
+}
+
+fn stem(path: &Path) -> Option<String> {
+    path.file_stem()
+        .and_then(|s| s.to_str())
+        .map(str::to_string)
+}
+
+/// Tells systemd (when it started us with `Type=notify`) what state we are in.
+fn notify(state: NotifyState) {
+    if let Err(e) = sd_notify::notify(false, &[state]) {
+        warn!("cannot notify systemd: {e}");
+    }
+}

@@ -1,0 +1,38 @@
+//! Child processes dpsd runs for others (exec services, exec jobs): started without a shell
+//! in a process group of their own, so a timeout kills everything they started.
+
+use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
+use std::process::ExitStatus;
+
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
+use tokio::process::{Child, Command};
+
+/// `program args...`, ready for stdio settings; never a shell.
+pub fn command(program: &Path, args: &[String]) -> Command {
+    let mut command = Command::new(program);
+    command.args(args).process_group(0).kill_on_drop(true);
+    command
+}
+
+/// Kills the child's whole process group and reaps the child.
+pub async fn kill_group(child: &mut Child) {
+    if let Some(pid) = child.id() {
+        // The group may be gone already; nothing to do then.
+        let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
+    }
+    let _ = child.wait().await;
+}
+
+/// "exit status 3" or "signal SIGKILL", for logs and errors.
+pub fn describe(status: ExitStatus) -> String {
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exit status {code}"),
+        (None, Some(signal)) => match Signal::try_from(signal) {
+            Ok(signal) => format!("signal {}", signal.as_str()),
+            Err(_) => format!("signal {signal}"),
+        },
+        _ => status.to_string(),
+    }
+}

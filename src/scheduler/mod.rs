@@ -1,0 +1,352 @@
+//! The job scheduler (SPEC 5): one timer task per scheduled job, sleeping until the job's
+//! `nextRunAt` as the store has it. An occurrence is taken by moving `nextRunAt` on in one
+//! conditional update (`advance_job`), so of all hosts sharing the store exactly one runs
+//! it; the run itself holds the job's lock, so a job never overlaps itself.
+
+mod action;
+mod schedule;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+use tracing::{error, info, warn, Instrument};
+
+pub use schedule::Schedule;
+
+use crate::broker::Outbox;
+use crate::config::{JobAction, JobDef};
+use crate::store::{JobDefinition, JobRecord, Store, StoreError};
+
+/// A timer re-reads its job at least this often, to see re-schedules made on other hosts.
+const REREAD: Duration = Duration::from_secs(30);
+/// How long a publish job's lock holds before another host may take it over.
+const PUBLISH_LOCK: Duration = Duration::from_secs(600);
+/// What an exec job's lock holds beyond its timeout.
+const LOCK_MARGIN: Duration = Duration::from_secs(60);
+
+#[derive(Debug, thiserror::Error)]
+pub enum SchedulerError {
+    #[error("no active job {0:?}")]
+    NotFound(String),
+    #[error("job {0:?} is running already")]
+    Running(String),
+    #[error("{0}")]
+    BadSchedule(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A job record with whether a run holds its lock now, as the API shows it.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JobStatus {
+    #[serde(flatten)]
+    pub record: JobRecord,
+    pub is_running: bool,
+}
+
+pub struct Scheduler {
+    store: Arc<dyn Store>,
+    outbox: Arc<Outbox>,
+    /// `hostname:pid`, recorded as `lockedBy`.
+    host: String,
+    /// `scheduler.active`: false fires nothing on this host (API start still works).
+    fires: bool,
+    jobs: Mutex<BTreeMap<String, Entry>>,
+}
+
+struct Entry {
+    def: JobDef,
+    timer: Option<JoinHandle<()>>,
+    wake: Arc<Notify>,
+}
+
+impl Drop for Entry {
+    fn drop(&mut self) {
+        if let Some(timer) = self.timer.take() {
+            timer.abort();
+        }
+    }
+}
+
+impl Scheduler {
+    pub fn new(store: Arc<dyn Store>, outbox: Arc<Outbox>, fires: bool) -> Arc<Scheduler> {
+        let host = format!("{}:{}", hostname(), std::process::id());
+        Arc::new(Scheduler {
+            store,
+            outbox,
+            host,
+            fires,
+            jobs: Mutex::new(BTreeMap::new()),
+        })
+    }
+
+    /// Makes the running jobs those of `defs`: the files are the source of truth, so a job
+    /// whose file changed gets its file's schedule back, even after a re-schedule by API.
+    /// Jobs named in `broken` (their file fails validation) keep their last good definition.
+    pub async fn sync(
+        self: &Arc<Self>,
+        defs: BTreeMap<String, JobDef>,
+        broken: &[String],
+    ) -> Result<(), StoreError> {
+        let current: BTreeMap<String, JobDef> = self
+            .entries()
+            .iter()
+            .map(|(n, e)| (n.clone(), e.def.clone()))
+            .collect();
+        let gone = current
+            .keys()
+            .filter(|n| !defs.contains_key(*n) && !broken.contains(n));
+        for name in gone {
+            info!(job = %name, "job file removed");
+            self.store.remove_job(name).await?;
+            self.entries().remove(name);
+        }
+        for (name, def) in defs {
+            if current.get(&name) == Some(&def) {
+                continue;
+            }
+            self.define(&def).await?;
+            info!(job = %name, schedule = %def.schedule, active = def.active, "job defined");
+            let wake = Arc::new(Notify::new());
+            let timer = self
+                .times(&def)
+                .then(|| self.spawn_timer(&name, wake.clone()));
+            self.entries().insert(name, Entry { def, timer, wake });
+        }
+        Ok(())
+    }
+
+    /// Whether this host keeps a timer for the job: scheduled, active, and firing enabled.
+    fn times(&self, def: &JobDef) -> bool {
+        self.fires && def.active
+    }
+
+    /// Writes a job's definition, keeping its planned next run when the schedule is the same
+    /// and still ahead (a daemon restart does not shift an interval job).
+    async fn define(&self, def: &JobDef) -> Result<(), StoreError> {
+        let text = schedule_text(&def.schedule);
+        let now = Utc::now();
+        let existing = self.store.job(&def.name).await?;
+        let next_run_at = match existing {
+            Some(r) if r.schedule == text && r.next_run_at.is_some_and(|t| t > now) => {
+                r.next_run_at
+            }
+            _ => def.schedule.next(None, now),
+        };
+        let definition = JobDefinition {
+            name: def.name.clone(),
+            schedule: text,
+            kind: def.schedule.kind().into(),
+            active: def.active,
+            next_run_at,
+        };
+        self.store.define_job(&definition).await
+    }
+
+    fn spawn_timer(self: &Arc<Self>, name: &str, wake: Arc<Notify>) -> JoinHandle<()> {
+        let span = tracing::info_span!("job", job = %name);
+        tokio::spawn(self.clone().timer(name.to_string(), wake).instrument(span))
+    }
+
+    /// Sleeps until each occurrence, takes it if no other host did, and runs it.
+    async fn timer(self: Arc<Self>, name: String, wake: Arc<Notify>) {
+        loop {
+            let record = match self.store.job(&name).await {
+                Ok(Some(record)) => record,
+                Ok(None) => return,
+                Err(e) => {
+                    warn!("cannot read the job: {e}");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            };
+            let Some(planned) = record.next_run_at else {
+                wake.notified().await;
+                continue;
+            };
+            // Sleep to the occurrence itself when it is near; re-read the record first when
+            // woken (a re-schedule) or when it is far (a change made on another host).
+            let wait = (planned - Utc::now()).to_std().unwrap_or_default();
+            let due = tokio::select! {
+                _ = tokio::time::sleep(wait.min(REREAD)) => wait <= REREAD,
+                _ = wake.notified() => false,
+            };
+            if !due {
+                continue;
+            }
+            let schedule = record
+                .schedule
+                .as_deref()
+                .map_or(Ok(Schedule::Manual), Schedule::parse);
+            let next = schedule
+                .ok()
+                .and_then(|s| s.next(Some(planned), Utc::now()));
+            match self.store.advance_job(&name, planned, next).await {
+                Ok(true) => {
+                    let lateness = (Utc::now() - planned).num_milliseconds();
+                    info!(lateness_ms = lateness, "occurrence due at {planned} taken");
+                    let me = self.clone();
+                    let job = name.clone();
+                    tokio::spawn(async move { me.run(&job).await }.in_current_span());
+                }
+                Ok(false) => {} // another host took it
+                Err(e) => {
+                    warn!("cannot take the occurrence: {e}");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+    }
+
+    /// Runs job `name` now under its lock and returns its outcome (`Err` carries the failure
+    /// reason); `Err(Running)` when a run holds the lock.
+    pub async fn run(&self, name: &str) -> Result<Result<(), String>, SchedulerError> {
+        let def = self.def(name)?;
+        let now = Utc::now();
+        let stale_before =
+            now - chrono::Duration::from_std(lock_lifetime(&def.action)).unwrap_or_default();
+        if !self
+            .store
+            .lock_job(name, &self.host, now, stale_before)
+            .await?
+        {
+            info!(job = name, "still running: this run is skipped");
+            return Err(SchedulerError::Running(name.to_string()));
+        }
+        let outcome = action::run(&def.action, &self.outbox).await;
+        match &outcome {
+            Ok(()) => info!(job = name, "job finished"),
+            Err(reason) => error!(job = name, "job failed: {reason}"),
+        }
+        self.store
+            .finish_job(name, &self.host, &outcome, Utc::now())
+            .await?;
+        Ok(outcome)
+    }
+
+    /// Starts a run in the background (the API's "start"): fails at once when the job is
+    /// unknown, inactive or running.
+    pub async fn start(self: &Arc<Self>, name: &str) -> Result<(), SchedulerError> {
+        let status = self.status(name).await?;
+        if status.is_running {
+            return Err(SchedulerError::Running(name.to_string()));
+        }
+        let me = self.clone();
+        let job = name.to_string();
+        tokio::spawn(async move {
+            if let Err(e) = me.run(&job).await {
+                warn!(job = %job, "start: {e}");
+            }
+        });
+        Ok(())
+    }
+
+    /// A new schedule for an active job, until the daemon restarts or its file changes.
+    pub async fn reschedule(
+        self: &Arc<Self>,
+        name: &str,
+        text: &str,
+    ) -> Result<JobRecord, SchedulerError> {
+        let schedule = Schedule::parse(text).map_err(SchedulerError::BadSchedule)?;
+        let def = self.def(name)?;
+        let definition = JobDefinition {
+            name: name.to_string(),
+            schedule: schedule_text(&schedule),
+            kind: schedule.kind().into(),
+            active: def.active,
+            next_run_at: schedule.next(None, Utc::now()),
+        };
+        self.store.define_job(&definition).await?;
+        self.wake_timer(name, &def);
+        info!(job = name, schedule = text, "re-scheduled");
+        self.store
+            .job(name)
+            .await?
+            .ok_or_else(|| SchedulerError::NotFound(name.into()))
+    }
+
+    /// Makes the job's timer read its record again, starting one if the job had none.
+    fn wake_timer(self: &Arc<Self>, name: &str, def: &JobDef) {
+        let needs_timer = self.times(def);
+        let mut entries = self.entries();
+        let Some(entry) = entries.get_mut(name) else {
+            return;
+        };
+        match &entry.timer {
+            Some(_) => entry.wake.notify_one(),
+            None if needs_timer => entry.timer = Some(self.spawn_timer(name, entry.wake.clone())),
+            None => {}
+        }
+    }
+
+    /// The job's record and whether it runs now; NotFound for unknown and inactive jobs.
+    pub async fn status(&self, name: &str) -> Result<JobStatus, SchedulerError> {
+        self.def(name)?;
+        let record = self
+            .store
+            .job(name)
+            .await?
+            .ok_or_else(|| SchedulerError::NotFound(name.into()))?;
+        Ok(self.with_running(record))
+    }
+
+    /// Every job, active or not.
+    pub async fn list(&self) -> Result<Vec<JobStatus>, SchedulerError> {
+        let records = self.store.jobs().await?;
+        Ok(records.into_iter().map(|r| self.with_running(r)).collect())
+    }
+
+    fn with_running(&self, record: JobRecord) -> JobStatus {
+        let lifetime = self
+            .entries()
+            .get(&record.name)
+            .map_or(PUBLISH_LOCK, |e| lock_lifetime(&e.def.action));
+        let is_running = record.locked_at.is_some_and(|at| !stale(at, lifetime));
+        JobStatus { record, is_running }
+    }
+
+    fn def(&self, name: &str) -> Result<JobDef, SchedulerError> {
+        match self.entries().get(name) {
+            Some(entry) if entry.def.active => Ok(entry.def.clone()),
+            _ => Err(SchedulerError::NotFound(name.to_string())),
+        }
+    }
+
+    fn entries(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Entry>> {
+        // A panic while holding this lock leaves only a map behind: keep using it.
+        self.jobs
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+fn schedule_text(schedule: &Schedule) -> Option<String> {
+    match schedule {
+        Schedule::Manual => None,
+        other => Some(other.to_string()),
+    }
+}
+
+fn lock_lifetime(action: &JobAction) -> Duration {
+    match action {
+        JobAction::Publish { .. } => PUBLISH_LOCK,
+        JobAction::Exec { timeout, .. } => *timeout + LOCK_MARGIN,
+    }
+}
+
+fn stale(locked_at: DateTime<Utc>, lifetime: Duration) -> bool {
+    chrono::Duration::from_std(lifetime).is_ok_and(|l| Utc::now() - locked_at > l)
+}
+
+fn hostname() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "localhost".into())
+}

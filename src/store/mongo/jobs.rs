@@ -1,0 +1,142 @@
+//! Job records in MongoDB (collection `jobs`, unique on `name`). Every change of a run's
+//! ownership is one conditional update, so hosts sharing the database agree on who runs
+//! what without any other coordination.
+
+use chrono::{DateTime, Utc};
+use mongodb::bson::{self, doc, Bson, Document};
+use mongodb::options::IndexOptions;
+use mongodb::{Collection, IndexModel};
+
+use super::{classify, integer, time};
+use crate::store::{JobDefinition, JobRecord, StoreError};
+
+pub async fn ensure_indexes(jobs: &Collection<Document>) -> Result<(), StoreError> {
+    let unique = IndexOptions::builder().unique(true).build();
+    let by_name = IndexModel::builder()
+        .keys(doc! {"name": 1})
+        .options(unique)
+        .build();
+    jobs.create_index(by_name).await.map(drop).map_err(classify)
+}
+
+pub async fn job(jobs: &Collection<Document>, name: &str) -> Result<Option<JobRecord>, StoreError> {
+    let found = jobs.find_one(doc! {"name": name}).await.map_err(classify)?;
+    found.map(|d| record(&d)).transpose()
+}
+
+pub async fn all(jobs: &Collection<Document>) -> Result<Vec<JobRecord>, StoreError> {
+    use futures::TryStreamExt;
+    let cursor = jobs
+        .find(doc! {})
+        .sort(doc! {"name": 1})
+        .await
+        .map_err(classify)?;
+    let documents: Vec<Document> = cursor.try_collect().await.map_err(classify)?;
+    documents.iter().map(record).collect()
+}
+
+pub async fn define(
+    jobs: &Collection<Document>,
+    definition: &JobDefinition,
+) -> Result<(), StoreError> {
+    let update = doc! {
+        "$set": {
+            "schedule": definition.schedule.as_deref(),
+            "type": &definition.kind,
+            "active": definition.active,
+            "nextRunAt": date(definition.next_run_at),
+        },
+        "$setOnInsert": {"failCount": 0_i64},
+    };
+    jobs.update_one(doc! {"name": &definition.name}, update)
+        .upsert(true)
+        .await
+        .map(drop)
+        .map_err(classify)
+}
+
+pub async fn remove(jobs: &Collection<Document>, name: &str) -> Result<(), StoreError> {
+    jobs.delete_one(doc! {"name": name})
+        .await
+        .map(drop)
+        .map_err(classify)
+}
+
+pub async fn advance(
+    jobs: &Collection<Document>,
+    name: &str,
+    planned: DateTime<Utc>,
+    next: Option<DateTime<Utc>>,
+) -> Result<bool, StoreError> {
+    let filter = doc! {"name": name, "nextRunAt": bson::DateTime::from_chrono(planned)};
+    let update = doc! {"$set": {"nextRunAt": date(next)}};
+    let result = jobs.update_one(filter, update).await.map_err(classify)?;
+    Ok(result.modified_count == 1)
+}
+
+pub async fn lock(
+    jobs: &Collection<Document>,
+    name: &str,
+    host: &str,
+    now: DateTime<Utc>,
+    stale_before: DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    let filter = doc! {
+        "name": name,
+        "$or": [{"lockedAt": Bson::Null}, {"lockedAt": {"$lt": bson::DateTime::from_chrono(stale_before)}}],
+    };
+    let now = bson::DateTime::from_chrono(now);
+    let update = doc! {"$set": {"lockedAt": now, "lockedBy": host, "lastRunAt": now}};
+    let result = jobs.update_one(filter, update).await.map_err(classify)?;
+    Ok(result.modified_count == 1)
+}
+
+pub async fn finish(
+    jobs: &Collection<Document>,
+    name: &str,
+    host: &str,
+    outcome: &Result<(), String>,
+    finished_at: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let mut set = doc! {
+        "lockedAt": Bson::Null,
+        "lockedBy": Bson::Null,
+        "lastFinishedAt": bson::DateTime::from_chrono(finished_at),
+        "lastStatus": if outcome.is_ok() { "ok" } else { "failed" },
+    };
+    let mut update = Document::new();
+    if let Err(reason) = outcome {
+        set.insert("failReason", reason.as_str());
+        update.insert("$inc", doc! {"failCount": 1_i64});
+    }
+    update.insert("$set", set);
+    jobs.update_one(doc! {"name": name, "lockedBy": host}, update)
+        .await
+        .map(drop)
+        .map_err(classify)
+}
+
+fn date(value: Option<DateTime<Utc>>) -> Bson {
+    value.map_or(Bson::Null, |t| {
+        Bson::DateTime(bson::DateTime::from_chrono(t))
+    })
+}
+
+fn record(d: &Document) -> Result<JobRecord, StoreError> {
+    let text = |key: &str| d.get_str(key).ok().map(str::to_string);
+    let when = |key: &str| time(d, key).ok();
+    Ok(JobRecord {
+        name: text("name").ok_or_else(|| StoreError::Invalid("stored job lacks name".into()))?,
+        schedule: text("schedule"),
+        kind: text("type").unwrap_or_else(|| "manual".into()),
+        active: d.get_bool("active").unwrap_or(true),
+        next_run_at: when("nextRunAt"),
+        last_run_at: when("lastRunAt"),
+        last_finished_at: when("lastFinishedAt"),
+        last_status: text("lastStatus"),
+        fail_count: integer(d, "failCount").unwrap_or(0) as u32,
+        fail_reason: text("failReason"),
+        locked_at: when("lockedAt"),
+        locked_by: text("lockedBy"),
+    })
+}

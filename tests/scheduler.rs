@@ -1,0 +1,167 @@
+//! The scheduler against a running daemon (SPEC 5): intervals firing, outcomes recorded,
+//! one run per occurrence across daemons sharing a database, and `scheduler.active`.
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::{free_port, wait_for, TestEnv};
+use reqwest::blocking::Client;
+use serde_json::Value;
+
+fn status(env: &TestEnv, job: &str) -> Value {
+    Client::new()
+        .get(env.api(&format!("/api/job/status/{job}")))
+        .send()
+        .and_then(|r| r.json())
+        .unwrap_or(Value::Null)
+}
+
+/// A job that appends the time of each run (ns since the epoch) to `file`.
+fn stamping_job(schedule: &str, file: &Path) -> String {
+    format!(
+        "schedule: {schedule}\nexec: [sh, -c, 'date +%s%N >> {}']\n",
+        file.display()
+    )
+}
+
+fn stamps(file: &Path) -> Vec<i128> {
+    let text = std::fs::read_to_string(file).unwrap_or_default();
+    let mut stamps: Vec<i128> = text.lines().filter_map(|l| l.trim().parse().ok()).collect();
+    stamps.sort();
+    stamps
+}
+
+#[test]
+fn a_two_second_job_fires_repeatedly_on_time() {
+    let env = TestEnv::new("every2s");
+    let file = env.path("runs");
+    env.write_job("tick", &stamping_job("2 seconds", &file));
+    env.start_daemon();
+    wait_for("four runs", Duration::from_secs(20), || {
+        stamps(&file).len() >= 4
+    });
+    let runs = stamps(&file);
+    for pair in runs.windows(2) {
+        let gap_ms = (pair[1] - pair[0]) / 1_000_000;
+        assert!(
+            (1500..=2500).contains(&gap_ms),
+            "runs {gap_ms} ms apart: {runs:?}"
+        );
+    }
+    let job = status(&env, "tick");
+    assert_eq!(job["lastStatus"], "ok", "{job}");
+}
+
+#[test]
+fn an_exec_jobs_outcome_is_recorded() {
+    let env = TestEnv::new("execjob");
+    env.write_job(
+        "broken",
+        "exec: [sh, -c, 'echo half done; echo oh no >&2; exit 3']\n",
+    );
+    env.write_job("fine", "exec: [sh, -c, 'echo all good']\n");
+    env.start_daemon();
+    env.wait_api();
+    for job in ["broken", "fine"] {
+        let response = Client::new()
+            .post(env.api(&format!("/api/job/start/{job}")))
+            .send()
+            .expect("start");
+        assert!(response.status().is_success(), "{job}");
+    }
+    wait_for("both runs recorded", Duration::from_secs(20), || {
+        status(&env, "broken")["lastFinishedAt"].is_string()
+            && status(&env, "fine")["lastFinishedAt"].is_string()
+    });
+    let broken = status(&env, "broken");
+    assert_eq!(broken["lastStatus"], "failed", "{broken}");
+    assert_eq!(broken["failCount"], 1);
+    assert_eq!(broken["failReason"], "exit status 3");
+    assert_eq!(status(&env, "fine")["lastStatus"], "ok");
+    let log = env.daemon_log();
+    assert!(
+        log.contains("half done") && log.contains("oh no") && log.contains("all good"),
+        "output lines are logged"
+    );
+}
+
+#[test]
+fn two_daemons_on_one_database_run_each_occurrence_once() {
+    let env = TestEnv::new("twohosts");
+    let file = env.path("runs");
+    env.write_job("tick", &stamping_job("1 second", &file));
+    let second = env.path("second.yaml");
+    let main = std::fs::read_to_string(env.config_path()).expect("main file");
+    let other = main.replace(
+        &format!("127.0.0.1:{}", env.api_port),
+        &format!("127.0.0.1:{}", free_port()),
+    );
+    std::fs::write(&second, other).expect("second main file");
+    env.start_daemon();
+    env.start_daemon_at(&second, "daemon2.log");
+    wait_for("both daemons scheduling", Duration::from_secs(20), || {
+        env.daemon_log().contains("job defined")
+            && std::fs::read_to_string(env.path("daemon2.log"))
+                .unwrap_or_default()
+                .contains("job defined")
+    });
+    let start = stamps(&file).len();
+    std::thread::sleep(Duration::from_secs(10));
+    let runs = stamps(&file)[start..].to_vec();
+    assert!(
+        (8..=11).contains(&runs.len()),
+        "{} runs in 10 s: {runs:?}",
+        runs.len()
+    );
+    for pair in runs.windows(2) {
+        let gap_ms = (pair[1] - pair[0]) / 1_000_000;
+        assert!(
+            gap_ms >= 500,
+            "two runs {gap_ms} ms apart: an occurrence ran twice ({runs:?})"
+        );
+    }
+}
+
+#[test]
+fn scheduler_inactive_fires_nothing_but_start_works() {
+    let env = TestEnv::new("inactive");
+    env.write_main("scheduler: {active: false}\n");
+    let file = env.path("runs");
+    env.write_job("tick", &stamping_job("1 second", &file));
+    env.start_daemon();
+    env.wait_api();
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(
+        stamps(&file).is_empty(),
+        "a job fired with scheduler.active false"
+    );
+    let response = Client::new()
+        .post(env.api("/api/job/start/tick"))
+        .send()
+        .expect("start");
+    assert!(response.status().is_success());
+    wait_for("the started run", Duration::from_secs(10), || {
+        stamps(&file).len() == 1
+    });
+}
+
+#[test]
+fn job_run_runs_one_job_in_the_foreground() {
+    let env = TestEnv::new("jobrun");
+    let queue = env.queue("out");
+    env.write_job(
+        "testStage1",
+        &format!("publish: {{queue: {queue}, message: {{mydata: {{}}}}, count: 3}}\n"),
+    );
+    let out = env.run(&["job", "run", "testStage1"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(env.depth(&queue), 3);
+    let out = env.run(&["job", "run", "nope"]);
+    assert_eq!(out.status.code(), Some(2));
+}
