@@ -180,20 +180,21 @@ impl Scheduler {
             if !due {
                 continue;
             }
+            let woke = Utc::now();
             let schedule = record
                 .schedule
                 .as_deref()
                 .map_or(Ok(Schedule::Manual), Schedule::parse);
-            let next = schedule
-                .ok()
-                .and_then(|s| s.next(Some(planned), Utc::now()));
+            let next = schedule.ok().and_then(|s| s.next(Some(planned), woke));
             match self.store.advance_job(&name, planned, next).await {
                 Ok(true) => {
-                    let lateness = (Utc::now() - planned).num_milliseconds();
-                    info!(lateness_ms = lateness, "occurrence due at {planned} taken");
+                    // How late the timer woke, and how long taking the occurrence took.
+                    let lateness_ms = (woke - planned).num_milliseconds();
+                    let claim_ms = (Utc::now() - woke).num_milliseconds();
+                    info!(lateness_ms, claim_ms, "occurrence due at {planned} taken");
                     let me = self.clone();
                     let job = name.clone();
-                    tokio::spawn(async move { me.run(&job).await }.in_current_span());
+                    tokio::spawn(async move { me.run(&job).await.map(drop) }.in_current_span());
                 }
                 Ok(false) => {} // another host took it
                 Err(e) => {
