@@ -16,6 +16,7 @@ pub mod message;
 pub mod process;
 pub mod redact;
 pub mod reload;
+pub mod replay;
 pub mod scheduler;
 pub mod services;
 pub mod shutdown;

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use dpsd::commands::{self, Failure, Global};
+use dpsd::commands::{self, Failure, Global, Target};
 use dpsd::config::Source;
 
 #[derive(Parser)]
@@ -43,6 +43,9 @@ enum Command {
     /// Jobs of jobs.d
     #[command(subcommand)]
     Job(JobCommand),
+    /// The failed-message store: parked messages
+    #[command(subcommand)]
+    Failed(FailedCommand),
     /// Publish one message (JSON argument, or stdin when absent or "-"); prints its executionId
     Send {
         queue: String,
@@ -57,6 +60,36 @@ enum Command {
 enum JobCommand {
     /// Run job NAME's action once in the foreground, as the scheduler would
     Run { name: String },
+}
+
+#[derive(Subcommand)]
+enum FailedCommand {
+    /// List parked messages, oldest first
+    List {
+        #[arg(long)]
+        worker: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        #[arg(long, default_value_t = 0)]
+        skip: u64,
+        /// Print the page as JSON ({"items": [...], "total": N})
+        #[arg(long)]
+        json: bool,
+    },
+    /// Put parked messages back on their worker's queue (attempts reset)
+    Replay {
+        /// One message, by id
+        #[arg(required_unless_present_any = ["worker", "all"], conflicts_with_all = ["worker", "all"])]
+        id: Option<String>,
+        /// Every parked message of this worker
+        #[arg(long, conflicts_with = "all")]
+        worker: Option<String>,
+        /// Every parked message
+        #[arg(long)]
+        all: bool,
+    },
+    /// Discard one parked message
+    Delete { id: String },
 }
 
 fn main() -> ExitCode {
@@ -90,6 +123,28 @@ fn run(global: &Global, command: Command) -> Result<(), Failure> {
         Command::Send { queue, json, count } => {
             runtime()?.block_on(commands::send(global, &queue, json.as_deref(), count))
         }
+        Command::Failed(command) => runtime()?.block_on(failed(global, command)),
+    }
+}
+
+async fn failed(global: &Global, command: FailedCommand) -> Result<(), Failure> {
+    match command {
+        FailedCommand::List {
+            worker,
+            limit,
+            skip,
+            json,
+        } => commands::failed_list(global, worker.as_deref(), limit, skip, json).await,
+        FailedCommand::Replay { id, worker, all } => {
+            let target = match (id, worker) {
+                (Some(id), _) => Target::One(id),
+                (None, Some(worker)) => Target::Worker(worker),
+                (None, None) if all => Target::All,
+                _ => return Err(Failure::Usage("give an id, --worker W or --all".into())),
+            };
+            commands::failed_replay(global, target).await
+        }
+        FailedCommand::Delete { id } => commands::failed_delete(global, &id).await,
     }
 }
 

@@ -80,3 +80,5 @@ print(f"mean handling per stage:    {total / (2 * N):.1f} ms (state write {store
 for n in workers:
     print(f"replica {n} resident:       idle {idle[n] / 1024:.1f} MB, peak {peak[n] / 1024:.1f} MB")
 subprocess.run(["rm", "-rf", work])
+for queue in (q1, q2):
+    subprocess.run(["rabbitmqctl", "-q", "delete_queue", queue], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)

@@ -3,6 +3,7 @@
 
 mod auth;
 mod error;
+mod failed;
 mod jobs;
 mod system;
 
@@ -54,6 +55,7 @@ pub fn serve(settings: &ApiSettings, state: State) -> anyhow::Result<ServerHandl
             .app_data(web::QueryConfig::default().error_handler(query_error))
             .wrap(middleware::from_fn(auth::require_user))
             .configure(jobs::routes)
+            .configure(failed::routes)
             .configure(system::routes)
             .default_service(web::to(not_found))
     })

@@ -2,12 +2,14 @@
 //! code: 1 for a runtime failure, 2 for a usage or configuration error (SPEC 2).
 
 mod check;
+mod failed;
 mod job;
 mod run;
 mod send;
 mod worker;
 
 pub use check::check;
+pub use failed::{failed_delete, failed_list, failed_replay, Target};
 pub use job::job_run;
 pub use run::run;
 pub use send::send;

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
@@ -12,6 +13,7 @@ use serde::{Deserialize, Deserializer};
 use super::problem::{Problem, Problems};
 use super::service::ServiceSpec;
 use crate::services::ServiceDef;
+use crate::worker::RetryPolicy;
 
 /// AMQP short strings (queue names) are at most 255 bytes.
 const MAX_QUEUE_NAME: usize = 255;
@@ -29,10 +31,63 @@ struct WorkerFile {
     replicas: u32,
     #[serde(default)]
     prefetch: Option<u16>,
+    #[serde(default)]
+    retry: Option<RetryFile>,
 }
 
 fn one() -> u32 {
     1
+}
+
+/// `retry:` as written; the defaults are SPEC 4.1's example.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RetryFile {
+    max_attempts: u32,
+    #[serde(default = "ten_seconds", with = "humantime_serde")]
+    delay: Duration,
+    #[serde(default = "two")]
+    backoff: f64,
+    #[serde(default = "ten_minutes", with = "humantime_serde")]
+    max_delay: Duration,
+}
+
+fn ten_seconds() -> Duration {
+    Duration::from_secs(10)
+}
+
+fn two() -> f64 {
+    2.0
+}
+
+fn ten_minutes() -> Duration {
+    Duration::from_secs(600)
+}
+
+impl RetryFile {
+    fn validate(&self) -> Result<RetryPolicy, String> {
+        if self.max_attempts == 0 {
+            return Err("retry.max_attempts must be at least 1 (the first attempt counts)".into());
+        }
+        if self.delay.is_zero() {
+            return Err("retry.delay must be longer than zero".into());
+        }
+        if !(self.backoff.is_finite() && self.backoff >= 1.0) {
+            return Err(format!(
+                "retry.backoff must be 1.0 or more, not {}",
+                self.backoff
+            ));
+        }
+        if self.max_delay < self.delay {
+            return Err("retry.max_delay must not be shorter than retry.delay".into());
+        }
+        Ok(RetryPolicy {
+            max_attempts: self.max_attempts,
+            delay: self.delay,
+            backoff: self.backoff,
+            max_delay: self.max_delay,
+        })
+    }
 }
 
 /// A worker's service: an id from the main file's `services`, or a definition in place.
@@ -73,6 +128,8 @@ pub struct WorkerDef {
     pub services: Vec<NamedService>,
     pub replicas: u32,
     pub prefetch: u16,
+    /// None: a failed message is parked at once.
+    pub retry: Option<RetryPolicy>,
     /// The file as validated. The supervisor hands it to the replicas it starts, so a
     /// replica that restarts while the file is broken runs the last good definition.
     pub text: String,
@@ -137,6 +194,13 @@ pub fn parse_worker(
             "a worker without services must at least have a follow_queue",
         ));
     }
+    let retry = match file.retry.as_ref().map(RetryFile::validate).transpose() {
+        Ok(retry) => retry,
+        Err(message) => {
+            problems.push(Problem::near(path, text, "retry", message));
+            None
+        }
+    };
     let base = path.parent().unwrap_or(Path::new("."));
     let mut services = Vec::new();
     for (i, service) in file.services.iter().enumerate() {
@@ -154,6 +218,7 @@ pub fn parse_worker(
         services,
         replicas: file.replicas,
         prefetch: file.prefetch.unwrap_or(default_prefetch),
+        retry,
         text: text.to_string(),
     })
 }
@@ -293,6 +358,32 @@ mod tests {
         );
         let err = load("queue: a\njob_state: [1\n").unwrap_err();
         assert!(err.0[0].line.is_some(), "{err}");
+    }
+
+    #[test]
+    fn retry_takes_defaults_and_rejects_nonsense() {
+        let w = load("queue: a\njob_state: 1\nservices: [svc1]\nretry: {max_attempts: 5}\n")
+            .expect("valid");
+        let retry = w.retry.expect("retry");
+        assert_eq!(
+            (
+                retry.max_attempts,
+                retry.delay.as_secs(),
+                retry.max_delay.as_secs()
+            ),
+            (5, 10, 600)
+        );
+        for bad in [
+            "{max_attempts: 0}",
+            "{max_attempts: 3, backoff: 0.5}",
+            "{max_attempts: 3, delay: 1m, max_delay: 10s}",
+        ] {
+            let err = load(&format!(
+                "queue: a\njob_state: 1\nservices: [svc1]\nretry: {bad}\n"
+            ))
+            .unwrap_err();
+            assert_eq!(err.0[0].line, Some(4), "{bad}: {err}");
+        }
     }
 
     #[test]

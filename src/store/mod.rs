@@ -103,6 +103,13 @@ pub struct ParkedMessage {
     pub last_failed_at: DateTime<Utc>,
 }
 
+/// A page of parked messages and how many there are in all (SPEC 7's `{items, total}`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FailedPage {
+    pub items: Vec<ParkedMessage>,
+    pub total: u64,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase", tag = "encoding", content = "data")]
 pub enum ParkedBody {
@@ -112,6 +119,18 @@ pub enum ParkedBody {
 }
 
 impl ParkedBody {
+    /// The bytes to publish when the message is replayed.
+    pub fn to_bytes(&self) -> Result<Vec<u8>, String> {
+        use base64::Engine;
+        match self {
+            ParkedBody::Json(value) => serde_json::to_vec(value).map_err(|e| e.to_string()),
+            ParkedBody::Text(text) => Ok(text.clone().into_bytes()),
+            ParkedBody::Base64(data) => base64::engine::general_purpose::STANDARD
+                .decode(data)
+                .map_err(|e| format!("stored base64 body does not decode: {e}")),
+        }
+    }
+
     pub fn from_bytes(bytes: &[u8]) -> ParkedBody {
         use base64::Engine;
         match std::str::from_utf8(bytes) {
@@ -175,8 +194,22 @@ pub trait Store: Send + Sync {
     /// The job-state document, if the execution is known.
     async fn execution(&self, execution_id: &str) -> Result<Option<Execution>, StoreError>;
 
-    /// Keeps a message that could not be processed.
+    /// Keeps a message that could not be processed (again: one entry per id).
     async fn park(&self, message: &ParkedMessage) -> Result<(), StoreError>;
+
+    /// One parked message.
+    async fn failed(&self, id: &str) -> Result<Option<ParkedMessage>, StoreError>;
+
+    /// Parked messages, of one worker or all, oldest failure first.
+    async fn list_failed(
+        &self,
+        worker: Option<&str>,
+        limit: u32,
+        skip: u64,
+    ) -> Result<FailedPage, StoreError>;
+
+    /// Removes a parked message; false when there was none with that id.
+    async fn delete_failed(&self, id: &str) -> Result<bool, StoreError>;
 
     /// The job record, if the job is defined.
     async fn job(&self, name: &str) -> Result<Option<JobRecord>, StoreError>;

@@ -69,6 +69,7 @@ mod tests {
             services: Vec::new(),
             replicas,
             prefetch: 10,
+            retry: None,
             text: format!("queue: {queue} # replicas {replicas}"),
         }
     }

@@ -9,6 +9,7 @@ use chrono::Utc;
 use serde_json::Value;
 use tracing::{debug, error, info, warn, Instrument};
 
+use super::retry::delay_queue;
 use crate::broker::{self, BrokerError, Publisher};
 use crate::config::WorkerDef;
 use crate::message::{Malformed, Message, EXECUTION_ID};
@@ -18,6 +19,8 @@ use crate::store::{ParkedBody, ParkedMessage, Stage, Status, Store, StoreError};
 /// Marks a message forwarded again after a redelivery: the next worker checks the store
 /// before running it, as it would for a redelivery of its own.
 pub const REFORWARD_HEADER: &str = "x-dpsd-reforward";
+/// The attempt a message is on (1 when absent); it travels through the delay queues.
+pub const ATTEMPT_HEADER: &str = "x-dpsd-attempt";
 
 /// What the session should tell the broker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,6 +36,8 @@ pub struct Delivery {
     pub body: Vec<u8>,
     pub redelivered: bool,
     pub reforwarded: bool,
+    /// 1 for a first delivery, N for the Nth attempt after retries.
+    pub attempt: u32,
 }
 
 /// A service that failed, and which one.
@@ -81,13 +86,13 @@ impl Handler {
         let outcome = if message.simulate() {
             Ok(message.last().cloned())
         } else {
-            self.run_services(&mut message).await
+            self.run_services(&mut message, delivery.attempt).await
         };
         let stage = |status, error, result| Stage {
             worker: self.def.name.clone(),
             state: self.def.job_state,
             status,
-            attempts: 1,
+            attempts: delivery.attempt,
             started_at,
             finished_at: Utc::now(),
             duration_ms: clock.elapsed().as_millis() as i64,
@@ -101,15 +106,33 @@ impl Handler {
             }
             Err(failure) => {
                 let error = format!("service {}: {}", failure.service, failure.error);
-                let stage = stage(Status::Parked, Some(error.clone()), None);
-                self.park_failed(&message, delivery, stage, error).await
+                let retry = self
+                    .def
+                    .retry
+                    .as_ref()
+                    .and_then(|p| p.delay_before(delivery.attempt + 1));
+                match retry {
+                    Some(delay) => {
+                        let stage = stage(Status::Retrying, Some(error.clone()), None);
+                        self.retry_later(&message, delivery, stage, delay, publisher)
+                            .await
+                    }
+                    None => {
+                        let stage = stage(Status::Parked, Some(error.clone()), None);
+                        self.park_failed(&message, delivery, stage, error).await
+                    }
+                }
             }
         }
     }
 
     /// Calls each service in turn; from the second on, `_last` is the previous result.
     /// On success `_last` holds the last result (or is untouched when there are no services).
-    async fn run_services(&self, message: &mut Message) -> Result<Option<Value>, Failure> {
+    async fn run_services(
+        &self,
+        message: &mut Message,
+        attempt: u32,
+    ) -> Result<Option<Value>, Failure> {
         let mut last = None;
         for service in &self.def.services {
             if let Some(previous) = last.take() {
@@ -119,7 +142,7 @@ impl Handler {
                 execution_id: message.execution_id(),
                 worker: &self.def.name,
                 service: &service.id,
-                attempt: 1,
+                attempt,
             };
             let started = Instant::now();
             let result = self.caller.call(&service.def, message.body(), ctx).await;
@@ -207,6 +230,44 @@ impl Handler {
             .await
     }
 
+    /// Records the failed attempt and puts the message, as received, in the delay queue for
+    /// `delay`, from which RabbitMQ returns it to this worker's queue; then it is acked. A
+    /// crash before the ack means a redelivery now instead of later, never a loss.
+    async fn retry_later(
+        &self,
+        message: &Message,
+        delivery: &Delivery,
+        stage: Stage,
+        delay: Duration,
+        publisher: &Publisher,
+    ) -> Verdict {
+        let next = delivery.attempt + 1;
+        warn!(
+            attempt = delivery.attempt,
+            "failed, attempt {next} in {}: {}",
+            humantime::format_duration(delay),
+            stage.error.as_deref().unwrap_or_default()
+        );
+        let record = self.persist(|| self.store.record_stage(message.execution_id(), &stage));
+        if let Err(verdict) = record.await {
+            return verdict;
+        }
+        let mut headers = std::collections::BTreeMap::new();
+        headers.insert(ATTEMPT_HEADER, next.to_string());
+        let body = received_bytes(delivery, message.execution_id());
+        let queue = delay_queue(&self.def.queue, delay);
+        match publisher
+            .publish(&queue, body, broker::properties(&headers))
+            .await
+        {
+            Ok(()) => Verdict::Ack,
+            Err(e) => {
+                warn!("could not schedule the retry, message goes back to the queue: {e}");
+                Verdict::Requeue
+            }
+        }
+    }
+
     async fn park_failed(
         &self,
         message: &Message,
@@ -292,13 +353,24 @@ impl Handler {
 }
 
 /// The body as it arrived (not as the services left it), with the executionId it was
-/// given: a replay then continues the same execution.
-fn as_received(delivery: &Delivery, execution_id: &str) -> ParkedBody {
+/// given: a retry or a replay then continues the same execution.
+fn with_execution_id(delivery: &Delivery, execution_id: &str) -> Option<Value> {
     match serde_json::from_slice::<Value>(&delivery.body) {
         Ok(Value::Object(mut body)) => {
             body.insert(EXECUTION_ID.into(), Value::String(execution_id.into()));
-            ParkedBody::Json(Value::Object(body))
+            Some(Value::Object(body))
         }
-        _ => ParkedBody::from_bytes(&delivery.body),
+        _ => None,
     }
+}
+
+fn as_received(delivery: &Delivery, execution_id: &str) -> ParkedBody {
+    with_execution_id(delivery, execution_id)
+        .map_or_else(|| ParkedBody::from_bytes(&delivery.body), ParkedBody::Json)
+}
+
+fn received_bytes(delivery: &Delivery, execution_id: &str) -> Vec<u8> {
+    with_execution_id(delivery, execution_id)
+        .and_then(|body| serde_json::to_vec(&body).ok())
+        .unwrap_or_else(|| delivery.body.clone())
 }

@@ -3,6 +3,7 @@
 //! draining on stop; `handler` decides what happens to each message.
 
 mod handler;
+mod retry;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,7 +16,8 @@ use amqprs::channel::{
 use tokio::task::JoinSet;
 use tracing::{error, info, warn};
 
-pub use handler::{Delivery, Handler, Verdict, REFORWARD_HEADER};
+pub use handler::{Delivery, Handler, Verdict, ATTEMPT_HEADER, REFORWARD_HEADER};
+pub use retry::{delay_queue, RetryPolicy};
 
 use crate::broker::{self, BrokerError, Publisher};
 use crate::shutdown::Shutdown;
@@ -62,6 +64,9 @@ impl Worker {
         broker::declare_queue(&channel, &def.queue).await?;
         if let Some(follow) = &def.follow_queue {
             broker::declare_queue(&channel, follow).await?;
+        }
+        for delay in def.retry.iter().flat_map(RetryPolicy::delays) {
+            retry::declare_delay_queue(&channel, &def.queue, delay).await?;
         }
         channel
             .basic_qos(BasicQosArguments::new(0, def.prefetch, false))
@@ -116,6 +121,10 @@ impl Worker {
             body,
             redelivered: deliver.redelivered(),
             reforwarded: broker::header(&props, REFORWARD_HEADER).is_some(),
+            attempt: broker::header(&props, ATTEMPT_HEADER)
+                .and_then(|a| a.parse().ok())
+                .filter(|a| *a >= 1)
+                .unwrap_or(1),
         };
         let tag = deliver.delivery_tag();
         let handler = self.handler.clone();

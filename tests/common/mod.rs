@@ -445,17 +445,18 @@ impl TestEnv {
     }
 
     /// Messages ready in a queue.
+    /// Messages ready in a queue; 0 when it does not exist (yet).
     pub fn depth(&self, queue: &str) -> u32 {
         let (url, queue) = (self.amqp_url.clone(), queue.to_string());
         self.rt().block_on(async move {
             let connection = connect(&url).await;
             let channel = connection.open_channel(None).await.expect("channel");
-            let (_, count, _) = channel
-                .queue_declare(QueueDeclareArguments::durable_client_named(&queue))
-                .await
-                .expect("declare")
-                .expect("declare-ok");
-            channel.close().await.expect("close channel");
+            // Passive: a delay queue has arguments a plain declare would clash with.
+            let declared = channel
+                .queue_declare(QueueDeclareArguments::new(&queue).passive(true).finish())
+                .await;
+            let count = declared.ok().flatten().map_or(0, |(_, count, _)| count);
+            let _ = channel.close().await;
             connection.close().await.expect("close connection");
             count
         })

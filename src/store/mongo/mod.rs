@@ -5,6 +5,7 @@
 //! needs far fewer than one round trip per message.
 
 mod batch;
+mod failed;
 mod jobs;
 
 use std::time::Duration;
@@ -18,7 +19,7 @@ use mongodb::{Client, Collection, IndexModel};
 use serde_json::Value;
 
 use super::{
-    Execution, JobDefinition, JobRecord, ParkedBody, ParkedMessage, Stage, Status, Store,
+    Execution, FailedPage, JobDefinition, JobRecord, ParkedMessage, Stage, Status, Store,
     StoreError,
 };
 use crate::config::MongoSettings;
@@ -75,7 +76,7 @@ impl MongoStore {
             .await
             .map_err(classify)?;
         let by_worker = IndexModel::builder()
-            .keys(doc! {"worker": 1, "lastFailedAt": 1})
+            .keys(doc! {"worker": 1, "firstFailedAt": 1})
             .build();
         self.failed
             .create_index(by_worker)
@@ -102,27 +103,24 @@ impl Store for MongoStore {
     }
 
     async fn park(&self, message: &ParkedMessage) -> Result<(), StoreError> {
-        let set = doc! {
-            "body": parked_body(&message.body)?,
-            "worker": &message.worker,
-            "queue": &message.queue,
-            "executionId": message.execution_id.as_deref(),
-            "attempts": message.attempts as i64,
-            "error": &message.error,
-            "lastFailedAt": bson::DateTime::from_chrono(message.last_failed_at),
-        };
-        let update = doc! {
-            "$set": set,
-            "$setOnInsert": {"firstFailedAt": bson::DateTime::from_chrono(message.first_failed_at)},
-        };
-        // Keyed by id, so parking the same execution again (a redelivery after a crash, or a
-        // replay that failed again) updates one entry instead of adding another.
-        self.failed
-            .update_one(doc! {"_id": &message.id}, update)
-            .upsert(true)
-            .await
-            .map(drop)
-            .map_err(classify)
+        failed::park(&self.failed, message).await
+    }
+
+    async fn failed(&self, id: &str) -> Result<Option<ParkedMessage>, StoreError> {
+        failed::get(&self.failed, id).await
+    }
+
+    async fn list_failed(
+        &self,
+        worker: Option<&str>,
+        limit: u32,
+        skip: u64,
+    ) -> Result<FailedPage, StoreError> {
+        failed::list(&self.failed, worker, limit, skip).await
+    }
+
+    async fn delete_failed(&self, id: &str) -> Result<bool, StoreError> {
+        failed::delete(&self.failed, id).await
     }
 
     async fn job(&self, name: &str) -> Result<Option<JobRecord>, StoreError> {
@@ -213,14 +211,6 @@ fn stage_document(stage: &Stage) -> Result<Document, StoreError> {
         "durationMs": stage.duration_ms,
         "error": stage.error.as_deref(),
         "result": stage.result.as_ref().map(to_bson).transpose()?,
-    })
-}
-
-fn parked_body(body: &ParkedBody) -> Result<Document, StoreError> {
-    Ok(match body {
-        ParkedBody::Json(value) => doc! {"encoding": "json", "data": to_bson(value)?},
-        ParkedBody::Text(text) => doc! {"encoding": "text", "data": text},
-        ParkedBody::Base64(data) => doc! {"encoding": "base64", "data": data},
     })
 }
 

@@ -1,0 +1,260 @@
+//! Delayed retries, parking, and replay (SPEC 4.1, 4.2, 7), through the worker, the CLI and
+//! the API.
+
+mod common;
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use common::{wait_for, TestEnv};
+use mongodb::bson::Document;
+use reqwest::blocking::Client;
+use serde_json::{json, Value};
+
+/// The delay queues a worker on `queue` declares, so that the test deletes them at its end.
+fn track_delay_queues(env: &TestEnv, queue: &str, delays_ms: &[u64]) {
+    for ms in delays_ms {
+        env.queue(&format!("{queue}.retry.{ms}ms"));
+    }
+}
+
+fn stages(env: &TestEnv, id: &str) -> Vec<Document> {
+    env.execution(id)
+        .and_then(|e| e.get_array("stages").ok().cloned())
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|s| s.as_document().cloned())
+        .collect()
+}
+
+fn at(stage: &Document, key: &str) -> DateTime<Utc> {
+    stage.get_datetime(key).expect("stage time").to_chrono()
+}
+
+fn wait_status(env: &TestEnv, id: &str, status: &str) -> Document {
+    wait_for(&format!("{id} {status}"), Duration::from_secs(60), || {
+        env.execution(id)
+            .is_some_and(|e| e.get_str("status") == Ok(status))
+    });
+    env.execution(id).expect("job state")
+}
+
+#[test]
+fn a_service_failing_twice_then_succeeding_ends_done_after_three_attempts() {
+    let env = TestEnv::new("retry3");
+    let queue = env.queue("in");
+    track_delay_queues(&env, "in", &[1000, 2000, 4000, 8000]);
+    env.write_worker(
+        "w",
+        &format!(
+            "queue: {queue}\njob_state: 1\nretry: {{max_attempts: 5, delay: 1s, backoff: 2.0}}\n\
+             services: [{{exec: [sh, -c, 'test $DPS_ATTEMPT -ge 3 && echo third time lucky || exit 1']}}]\n"
+        ),
+    );
+    env.start_worker("w");
+    env.wait_consuming("w", 1);
+    let id = env.send(&queue, r#"{"mydata": {}}"#);
+    let state = wait_status(&env, &id, "done");
+    assert_eq!(state.get_i64("attempts").ok(), Some(3), "{state}");
+    let stages = stages(&env, &id);
+    let statuses: Vec<&str> = stages
+        .iter()
+        .filter_map(|s| s.get_str("status").ok())
+        .collect();
+    assert_eq!(statuses, ["retrying", "retrying", "done"]);
+    let waits: Vec<i64> = stages
+        .windows(2)
+        .map(|pair| (at(&pair[1], "startedAt") - at(&pair[0], "finishedAt")).num_milliseconds())
+        .collect();
+    assert!(
+        (1000..3000).contains(&waits[0]),
+        "first retry after {} ms",
+        waits[0]
+    );
+    assert!(
+        (2000..4000).contains(&waits[1]),
+        "second retry after {} ms",
+        waits[1]
+    );
+    assert!(env.parked().is_empty());
+}
+
+#[test]
+fn a_service_that_always_fails_is_parked_after_max_attempts() {
+    let env = TestEnv::new("retrypark");
+    let queue = env.queue("in");
+    track_delay_queues(&env, "in", &[200, 400]);
+    env.write_worker(
+        "w",
+        &format!("queue: {queue}\njob_state: 1\nretry: {{max_attempts: 3, delay: 200ms}}\nservices: [{{builtin: fail, message: broken}}]\n"),
+    );
+    env.start_worker("w");
+    env.wait_consuming("w", 1);
+    let id = env.send(&queue, r#"{"mydata": {"k": 1}}"#);
+    let state = wait_status(&env, &id, "parked");
+    assert_eq!(state.get_i64("attempts").ok(), Some(3));
+    assert!(state
+        .get_str("error")
+        .unwrap_or_default()
+        .contains("broken"));
+    let parked = env.parked();
+    assert_eq!(parked.len(), 1);
+    assert_eq!(parked[0].get_i64("attempts").ok(), Some(3));
+    assert_eq!(parked[0].get_str("executionId").ok(), Some(id.as_str()));
+    assert_eq!(env.depth(&queue), 0);
+}
+
+#[test]
+fn a_pending_retry_survives_a_restart_of_dpsd() {
+    let env = TestEnv::new("retryrestart");
+    let queue = env.queue("in");
+    track_delay_queues(&env, "in", &[3000]);
+    env.write_worker(
+        "w",
+        &format!(
+            "queue: {queue}\njob_state: 1\nretry: {{max_attempts: 2, delay: 3s}}\n\
+             services: [{{exec: [sh, -c, 'test $DPS_ATTEMPT -ge 2 && echo ok || exit 1']}}]\n"
+        ),
+    );
+    env.start_worker("w");
+    env.wait_consuming("w", 1);
+    let id = env.send(&queue, "{}");
+    wait_status(&env, &id, "retrying");
+    env.kill_workers();
+    // The message waits in RabbitMQ's delay queue meanwhile.
+    assert_eq!(env.depth(&format!("{queue}.retry.3000ms")), 1);
+    std::thread::sleep(Duration::from_secs(4));
+    env.start_worker("w");
+    let state = wait_status(&env, &id, "done");
+    assert_eq!(state.get_i64("attempts").ok(), Some(2));
+}
+
+/// A worker whose service fails until the file FLAG exists; no retries.
+fn mendable(env: &TestEnv, worker: &str) -> (String, std::path::PathBuf) {
+    let queue = env.queue(worker);
+    let flag = env.path("mended");
+    env.write_worker(
+        worker,
+        &format!("queue: {queue}\njob_state: 1\nservices: [{{exec: [sh, -c, 'test -f {} && echo mended || exit 7']}}]\n", flag.display()),
+    );
+    (queue, flag)
+}
+
+#[test]
+fn replay_from_the_cli_after_the_service_is_mended() {
+    let env = TestEnv::new("replaycli");
+    let (queue, flag) = mendable(&env, "w");
+    env.start_worker("w");
+    env.wait_consuming("w", 1);
+    let ids: Vec<String> = (0..20)
+        .map(|i| env.send(&queue, &format!(r#"{{"n": {i}}}"#)))
+        .collect();
+    wait_for("20 parked", Duration::from_secs(60), || {
+        env.parked().len() == 20
+    });
+
+    let out = env.run(&["failed", "list", "--worker", "w", "--limit", "5"]);
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 5);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("5 of 20"));
+
+    // One replayed alone, then delete one, then the rest in bulk.
+    std::fs::write(&flag, "").expect("mend");
+    let first = format!("w:{}", ids[0]);
+    let out = env.run(&["failed", "replay", &first]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    env.wait_done(&ids[..1], 1, Duration::from_secs(30));
+    let out = env.run(&["failed", "delete", &format!("w:{}", ids[1])]);
+    assert!(out.status.success());
+    assert_eq!(
+        env.run(&["failed", "delete", "w:nope"]).status.code(),
+        Some(1)
+    );
+
+    let out = env.run(&["failed", "replay", "--worker", "w"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("replayed 18, failed 0"));
+    env.wait_done(&ids[2..], 1, Duration::from_secs(60));
+    assert!(env.parked().is_empty(), "replayed messages leave the store");
+    let state = env.execution(&ids[5]).expect("state");
+    assert_eq!(state.get_str("status").ok(), Some("done"));
+}
+
+#[test]
+fn the_failed_routes_of_the_api() {
+    let env = TestEnv::new("replayapi");
+    let (queue_a, flag) = mendable(&env, "a");
+    let queue_b = env.queue("b");
+    env.write_worker(
+        "b",
+        &format!("queue: {queue_b}\njob_state: 1\nservices: [{{builtin: fail, message: nope}}]\n"),
+    );
+    env.start_daemon();
+    env.wait_api();
+    wait_for("both consuming", Duration::from_secs(20), || {
+        env.daemon_log().matches("consuming").count() >= 2
+    });
+    let a: Vec<String> = (0..3).map(|_| env.send(&queue_a, "{}")).collect();
+    let b = env.send(&queue_b, "{}");
+    wait_for("4 parked", Duration::from_secs(30), || {
+        env.parked().len() == 4
+    });
+
+    let client = Client::new();
+    let get = |path: &str| -> (u16, Value) {
+        let r = client.get(env.api(path)).send().expect("GET");
+        (r.status().as_u16(), r.json().unwrap_or(Value::Null))
+    };
+    let post = |path: &str| -> (u16, Value) {
+        let r = client.post(env.api(path)).send().expect("POST");
+        (r.status().as_u16(), r.json().unwrap_or(Value::Null))
+    };
+    let (status, page) = get("/api/failed?worker=a&limit=2");
+    assert_eq!(status, 200);
+    assert_eq!(page["total"], json!(3));
+    assert_eq!(page["items"].as_array().map(Vec::len), Some(2));
+    assert_eq!(page["items"][0]["worker"], json!("a"));
+    assert!(page["items"][0]["error"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("exit status 7"));
+    assert_eq!(page["items"][0]["body"]["encoding"], json!("json"));
+    let (_, rest) = get("/api/failed?worker=a&limit=2&skip=2");
+    assert_eq!(rest["items"].as_array().map(Vec::len), Some(1));
+    assert_eq!(get("/api/failed").1["total"], json!(4));
+    assert_eq!(get("/api/failed?limit=0").0, 400);
+    assert_eq!(get("/api/failed?bogus=1").0, 400);
+
+    std::fs::write(&flag, "").expect("mend");
+    assert_eq!(
+        post(&format!("/api/failed/a:{}/replay", a[0])),
+        (200, json!({"ok": true}))
+    );
+    assert_eq!(post("/api/failed/nope/replay").0, 404);
+    env.wait_done(&a[..1], 1, Duration::from_secs(30));
+    assert_eq!(
+        post("/api/failed/replay?worker=a"),
+        (200, json!({"replayed": 2, "failed": 0}))
+    );
+    env.wait_done(&a, 1, Duration::from_secs(30));
+
+    let deleted = client
+        .delete(env.api(&format!("/api/failed/b:{b}")))
+        .send()
+        .expect("DELETE");
+    assert_eq!(deleted.status().as_u16(), 200);
+    let again = client
+        .delete(env.api(&format!("/api/failed/b:{b}")))
+        .send()
+        .expect("DELETE");
+    assert_eq!(again.status().as_u16(), 404);
+    assert_eq!(get("/api/failed").1["total"], json!(0));
+}
