@@ -9,7 +9,7 @@ SYSCONFDIR ?= /etc
 UNITDIR ?= /etc/systemd/system
 BINARY ?= target/release/dpsd
 
-.PHONY: help run test services install release clean
+.PHONY: help run test services mongo install release clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -19,11 +19,13 @@ test: ## fmt check, clippy -D warnings, then all tests against real servers
 	$(CARGO) clippy --all-targets -- -D warnings
 	scripts/test-services.sh $(CARGO) test --all-targets --no-fail-fast -- $(TEST_ARGS)
 
-run: release services ## the daemon with the shipped example chain (starts RabbitMQ and MongoDB if needed)
+run: release services ## the daemon with the shipped example chain on the embedded store (starts RabbitMQ if needed)
 	$(BINARY) --config etc/dpsd.yaml run
 
-services: ## make sure RabbitMQ (127.0.0.1:5672) and a MongoDB-wire server (127.0.0.1:27017) answer
+services: ## make sure RabbitMQ answers on 127.0.0.1:5672 (installing it when missing)
 	scripts/ensure-rabbitmq.sh
+
+mongo: ## a local MongoDB-wire server on 127.0.0.1:27017 (mongod, else SecantusDB), to try the MongoDB store
 	scripts/ensure-mongo.sh
 
 release: ## build the optimised binary

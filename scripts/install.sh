@@ -21,6 +21,9 @@ if [[ ! -e $etc/dpsd.yaml ]]; then
   sed 's|^state_dir: .*|state_dir: /var/lib/dpsd|; s|^jobs_dir: \.\./|jobs_dir: |; s|^workers_dir: \.\./|workers_dir: |' \
     "$root/etc/dpsd.yaml" | install -m640 /dev/stdin "$etc/dpsd.yaml"
 fi
+if [[ ! -e $etc/dpsd.production.yaml ]]; then
+  install -m640 "$root/etc/dpsd.production.yaml" "$etc/dpsd.production.yaml"
+fi
 for dir in jobs.d workers.d; do
   for file in "$root/$dir"/*.yaml; do
     [[ -e $file && ! -e $etc/$dir/$(basename "$file") ]] && install -m644 "$file" "$etc/$dir/"
@@ -33,7 +36,7 @@ if [[ -z $destdir ]]; then
   elif ! id dpsd >/dev/null 2>&1; then
     useradd --system --home-dir /var/lib/dpsd --shell /usr/sbin/nologin dpsd
   fi
-  chgrp dpsd "$etc/dpsd.yaml"
+  chgrp dpsd "$etc/dpsd.yaml" "$etc/dpsd.production.yaml"
   if command -v systemctl >/dev/null 2>&1; then
     systemctl daemon-reload 2>/dev/null || true # no running systemd (a container): fine
   fi

@@ -38,7 +38,7 @@ pub async fn run(
     if !settings.scheduler.active {
         info!("scheduler.active is false: no job fires on this host (API start still works)");
     }
-    sync_jobs(&scheduler, &config).await;
+    let synced = sync_jobs(&scheduler, &config).await;
     let reload = Reload::new();
     let (status, workers) = watch::channel(WorkersSnapshot::default());
     let state = State {
@@ -50,10 +50,14 @@ pub async fn run(
     };
     let api = api::serve(&settings.api, state)?;
 
-    tokio::spawn(keep_jobs(
-        source.clone(),
-        config.clone(),
+    let jobs = JobsWatch {
+        source: source.clone(),
+        config: config.clone(),
         scheduler,
+        synced,
+    };
+    tokio::spawn(keep_jobs(
+        jobs,
         reload.subscribe(),
         shutdown.graceful.clone(),
     ));
@@ -96,16 +100,27 @@ async fn forward_hangups(reload: Reload) {
     }
 }
 
-/// Applies jobs.d edits: polled each second, at once on a reload request.
-async fn keep_jobs(
+/// What keeps jobs.d applied.
+struct JobsWatch {
     source: Source,
-    mut config: Config,
+    config: Config,
     scheduler: Arc<Scheduler>,
-    mut reloads: watch::Receiver<u64>,
-    stop: CancellationToken,
-) {
+    /// Whether the first sync reached the store; if not, the first poll tries again.
+    synced: bool,
+}
+
+/// Applies jobs.d edits: polled each second, at once on a reload request.
+async fn keep_jobs(jobs: JobsWatch, mut reloads: watch::Receiver<u64>, stop: CancellationToken) {
+    let JobsWatch {
+        source,
+        mut config,
+        scheduler,
+        synced,
+    } = jobs;
     let mut files = FileWatch::default();
-    files.changed(source.files_with(&config.settings.jobs_dir));
+    if synced {
+        files.changed(source.files_with(&config.settings.jobs_dir));
+    }
     let mut poll = tokio::time::interval(POLL);
     loop {
         let forced = tokio::select! {
@@ -123,19 +138,27 @@ async fn keep_jobs(
                 continue;
             }
         }
-        sync_jobs(&scheduler, &config).await;
+        if !sync_jobs(&scheduler, &config).await {
+            // Try again at the next poll, as if the files had changed again.
+            files = FileWatch::default();
+        }
     }
 }
 
-async fn sync_jobs(scheduler: &Arc<Scheduler>, config: &Config) {
+/// Applies the job files; false when the store could not take them.
+async fn sync_jobs(scheduler: &Arc<Scheduler>, config: &Config) -> bool {
     let (jobs, problems) = config.jobs();
     let mut broken = Vec::new();
     for problem in &problems.0 {
         error!("{problem} (the job keeps its last good definition)");
         broken.extend(stem(&problem.file));
     }
-    if let Err(e) = scheduler.sync(jobs, &broken).await {
-        error!("cannot record the jobs in the store: {e}");
+    match scheduler.sync(jobs, &broken).await {
+        Ok(()) => true,
+        Err(e) => {
+            error!("cannot record the jobs in the store (retrying): {e}");
+            false
+        }
     }
 }
 

@@ -57,6 +57,27 @@ fn which(program: &str) -> Result<std::path::PathBuf, ()> {
 }
 
 #[test]
+fn the_shipped_configuration_and_its_production_overlay_are_valid() {
+    for env in [None, Some("production")] {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_dpsd"));
+        command
+            .arg("--config")
+            .arg(root().join("etc/dpsd.yaml"))
+            .arg("check")
+            .env_remove("DPSD_ENV");
+        if let Some(env) = env {
+            command.args(["--env", env]);
+        }
+        let out = command.output().expect("run dpsd check");
+        assert!(
+            out.status.success(),
+            "{env:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+#[test]
 fn make_install_stages_binary_unit_user_and_config() {
     let stage = tempfile::tempdir().expect("tempdir");
     let out = Command::new("make")

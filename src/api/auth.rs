@@ -1,7 +1,8 @@
 //! HTTP Basic authentication for every route but `/health` (SPEC 6.1): plain passwords
 //! compared in constant time, or argon2 hashes.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
 
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -15,8 +16,13 @@ use subtle::ConstantTimeEq;
 use crate::config::Credential;
 
 /// The users allowed in; empty means the API is open (`api.auth: null`).
-#[derive(Debug, Clone, Default)]
-pub struct Users(BTreeMap<String, Secret>);
+#[derive(Debug, Default)]
+pub struct Users {
+    secrets: BTreeMap<String, Secret>,
+    /// The password that last passed an argon2 check, per user: checking a hash costs tens
+    /// of milliseconds by design, too much to pay on every request of a dashboard.
+    verified: Mutex<HashMap<String, String>>,
+}
 
 #[derive(Debug, Clone)]
 enum Secret {
@@ -35,24 +41,54 @@ impl Users {
             };
             Some((user.clone(), secret))
         });
-        Users(users.collect())
+        Users {
+            secrets: users.collect(),
+            verified: Mutex::default(),
+        }
     }
 
     pub fn is_open(&self) -> bool {
-        self.0.is_empty()
+        self.secrets.is_empty()
     }
 
     pub fn verify(&self, user: &str, password: &str) -> bool {
-        match self.0.get(user) {
-            Some(Secret::Plain(expected)) => expected.as_bytes().ct_eq(password.as_bytes()).into(),
-            Some(Secret::Argon2(hash)) => PasswordHash::new(hash).is_ok_and(|hash| {
-                Argon2::default()
-                    .verify_password(password.as_bytes(), &hash)
-                    .is_ok()
-            }),
+        match self.secrets.get(user) {
+            Some(Secret::Plain(expected)) => same(expected, password),
+            Some(Secret::Argon2(hash)) => self.verify_hash(user, hash, password),
             None => false,
         }
     }
+
+    fn verify_hash(&self, user: &str, hash: &str, password: &str) -> bool {
+        let cached = self
+            .verified()
+            .get(user)
+            .is_some_and(|known| same(known, password));
+        if cached {
+            return true;
+        }
+        let ok = PasswordHash::new(hash).is_ok_and(|hash| {
+            Argon2::default()
+                .verify_password(password.as_bytes(), &hash)
+                .is_ok()
+        });
+        if ok {
+            self.verified()
+                .insert(user.to_string(), password.to_string());
+        }
+        ok
+    }
+
+    fn verified(&self) -> std::sync::MutexGuard<'_, HashMap<String, String>> {
+        self.verified
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// Constant-time equality (the length may still show).
+fn same(expected: &str, given: &str) -> bool {
+    expected.as_bytes().ct_eq(given.as_bytes()).into()
 }
 
 /// The middleware: lets `/health` and an open API through, else requires a known user.

@@ -44,7 +44,9 @@ impl ResponseError for ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::Unavailable(m) => ApiError::Unavailable(m),
+            StoreError::Unavailable(m) => {
+                ApiError::Unavailable(format!("the store is unreachable: {m}"))
+            }
             StoreError::Invalid(m) => ApiError::Internal(m),
         }
     }

@@ -44,6 +44,9 @@ async fn publish(
     Ok(HttpResponse::Ok().json(serde_json::json!({"executionId": message.execution_id()})))
 }
 
+/// `/health` answers within about this long even when a server does not.
+const HEALTH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 #[post("/api/reload")]
 async fn reload(state: web::Data<State>) -> HttpResponse {
     state.reload.request();
@@ -54,7 +57,12 @@ async fn reload(state: web::Data<State>) -> HttpResponse {
 /// replicas, else 503 with the same body saying which part is missing.
 #[get("/health")]
 async fn health(state: web::Data<State>) -> HttpResponse {
-    let (rabbitmq, store) = tokio::join!(state.outbox.reachable(), state.store.ping());
+    let ping = tokio::time::timeout(HEALTH_TIMEOUT, state.store.ping());
+    let reach = tokio::time::timeout(HEALTH_TIMEOUT, state.outbox.reachable());
+    let (rabbitmq, store) = tokio::join!(reach, ping);
+    let rabbitmq = rabbitmq.unwrap_or(false);
+    let store =
+        store.unwrap_or_else(|_| Err(crate::store::StoreError::Unavailable("no answer".into())));
     let workers = state.workers.borrow().clone();
     let short: Vec<&String> = workers
         .iter()

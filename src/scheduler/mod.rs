@@ -133,6 +133,9 @@ impl Scheduler {
         let text = schedule_text(&def.schedule);
         let now = Utc::now();
         let existing = self.store.job(&def.name).await?;
+        if let Some(holder) = existing.as_ref().and_then(|r| r.locked_by.as_deref()) {
+            self.release_if_dead(&def.name, holder).await?;
+        }
         let next_run_at = match existing {
             Some(r) if r.schedule == text && r.next_run_at.is_some_and(|t| t > now) => {
                 r.next_run_at
@@ -147,6 +150,30 @@ impl Scheduler {
             next_run_at,
         };
         self.store.define_job(&definition).await
+    }
+
+    /// A lock held by an earlier dpsd process of this host that is gone (stopped mid-run)
+    /// is released at once rather than left to go stale; its run is recorded as failed.
+    async fn release_if_dead(&self, name: &str, holder: &str) -> Result<(), StoreError> {
+        let Some((host, pid)) = holder.rsplit_once(':') else {
+            return Ok(());
+        };
+        let Ok(pid) = pid.parse::<i32>() else {
+            return Ok(());
+        };
+        let ours = host == hostname() && holder != self.host;
+        let alive = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok();
+        if ours && !alive {
+            warn!(
+                job = name,
+                holder, "releasing the lock of a run whose dpsd process is gone"
+            );
+            let outcome = Err("interrupted: the dpsd process running it stopped".to_string());
+            self.store
+                .finish_job(name, holder, &outcome, Utc::now())
+                .await?;
+        }
+        Ok(())
     }
 
     fn spawn_timer(self: &Arc<Self>, name: &str, wake: Arc<Notify>) -> JoinHandle<()> {
@@ -240,11 +267,15 @@ impl Scheduler {
         }
         let me = self.clone();
         let job = name.to_string();
-        tokio::spawn(async move {
-            if let Err(e) = me.run(&job).await {
-                warn!(job = %job, "start: {e}");
+        let span = tracing::info_span!("job", job = %name);
+        tokio::spawn(
+            async move {
+                if let Err(e) = me.run(&job).await {
+                    warn!("start: {e}");
+                }
             }
-        });
+            .instrument(span),
+        );
         Ok(())
     }
 

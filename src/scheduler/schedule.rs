@@ -39,7 +39,7 @@ impl Schedule {
                 "{text:?} is neither an interval (\"90 minutes\", \"1h 30m\") nor a 5-field cron expression (\"00 02,10 * * *\")"
             ));
         }
-        let cron: saffron::Cron = text
+        let cron: saffron::Cron = with_day_names(text)
             .parse()
             .map_err(|e| format!("bad cron expression {text:?}: {e}"))?;
         if !cron.any() {
@@ -78,6 +78,39 @@ impl Schedule {
             Schedule::Cron { cron, .. } => cron.next_after(planned.map_or(now, |p| p.max(now))),
         }
     }
+}
+
+/// crontab numbers the days of the week 0-7 from Sunday (0 and 7 both Sunday); saffron
+/// counts 1-7. Numbers in the day-of-week field become names, which both read alike, so
+/// `0 9 * * 1-5` means Monday to Friday as in every crontab. Step values stay numbers.
+fn with_day_names(text: &str) -> String {
+    const DAYS: [&str; 8] = ["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT", "SUN"];
+    let mut fields: Vec<String> = text.split_whitespace().map(str::to_string).collect();
+    let Some(dow) = fields.get_mut(4) else {
+        return text.to_string();
+    };
+    let mut named = String::new();
+    let mut number = String::new();
+    let mut after_slash = false;
+    for c in dow.chars().chain(std::iter::once(' ')) {
+        if c.is_ascii_digit() {
+            number.push(c);
+            continue;
+        }
+        if !number.is_empty() {
+            match number.parse::<usize>().ok().and_then(|n| DAYS.get(n)) {
+                Some(day) if !after_slash => named.push_str(day),
+                _ => named.push_str(&number),
+            }
+            number.clear();
+        }
+        after_slash = c == '/';
+        if c != ' ' {
+            named.push(c);
+        }
+    }
+    *dow = named;
+    fields.join(" ")
 }
 
 impl fmt::Display for Schedule {
@@ -134,6 +167,18 @@ mod tests {
             every.next(Some(at(10, 0, 2)), at(10, 5, 0)),
             Some(at(10, 5, 2))
         );
+    }
+
+    #[test]
+    fn days_of_the_week_count_from_sunday_as_in_crontab() {
+        assert_eq!(with_day_names("0 9 * * 1-5"), "0 9 * * MON-FRI");
+        assert_eq!(with_day_names("0 9 * * 0,6"), "0 9 * * SUN,SAT");
+        assert_eq!(with_day_names("0 9 * * */2"), "0 9 * * */2");
+        assert_eq!(with_day_names("0 9 * * 7"), "0 9 * * SUN");
+        // 2026-11-28 is a Saturday: a weekday job next fires on Monday the 30th.
+        let weekdays = Schedule::parse("0 9 * * 1-5").expect("cron");
+        let monday = at(9, 0, 0) + chrono::Duration::days(2);
+        assert_eq!(weekdays.next(None, at(10, 0, 0)), Some(monday));
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! messages. A trait, so the MongoDB backend and the embedded one (SPEC 3.1) are
 //! interchangeable and held to the same contract.
 
+mod embedded;
 mod mongo;
 
 use std::sync::Arc;
@@ -11,6 +12,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
 
+pub use embedded::EmbeddedStore;
 pub use mongo::MongoStore;
 
 use crate::config::Settings;
@@ -259,7 +261,8 @@ pub trait Store: Send + Sync {
     async fn close(&self) {}
 }
 
-/// Opens the configured backend.
+/// Opens the configured backend: MongoDB when `mongodb.uri` is set, else the embedded
+/// store in `state_dir`.
 pub async fn open(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
     match settings
         .mongodb
@@ -267,9 +270,11 @@ pub async fn open(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
         .and_then(|m| m.uri.as_deref().map(|uri| (m, uri)))
     {
         Some((mongo, uri)) => Ok(Arc::new(MongoStore::connect(uri, mongo).await?)),
-        None => anyhow::bail!(
-            "mongodb.uri is not set, and the embedded store is not available in this version: \
-             set mongodb.uri in the configuration"
-        ),
+        None => {
+            let state_dir = settings.state_dir.clone();
+            let store =
+                tokio::task::spawn_blocking(move || EmbeddedStore::open(&state_dir)).await??;
+            Ok(Arc::new(store))
+        }
     }
 }

@@ -149,6 +149,11 @@ impl TestEnv {
         TestEnv::with_servers(name, amqp_url, &mongo_uri())
     }
 
+    /// A test world on the embedded store (no MongoDB): state in `state/` of its folder.
+    pub fn embedded(name: &str) -> TestEnv {
+        TestEnv::with_servers(name, &amqp_url(), "")
+    }
+
     pub fn with_servers(name: &str, amqp_url: &str, mongo_uri: &str) -> TestEnv {
         let short = uuid::Uuid::new_v4().simple().to_string()[..8].to_string();
         let id = format!("{name}_{short}");
@@ -191,14 +196,54 @@ impl TestEnv {
     /// As `write_main`, with `api.auth` set to `auth` (YAML flow style).
     pub fn write_main_with_auth(&self, auth: &str, extra: &str) {
         let text = format!(
-            "amqp:\n  url: {}\n  prefetch: 10\nmongodb:\n  uri: {}\n  database: {}\napi:\n  listen: 127.0.0.1:{}\n  auth: {auth}\n\
+            "amqp:\n  url: {}\n  prefetch: 10\n{}api:\n  listen: 127.0.0.1:{}\n  auth: {auth}\n\
              log:\n  level: info,dpsd=debug\nworkers_dir: workers.d\nsupervisor:\n  shutdown_timeout: 10s\n\
              services:\n  integration_test_service1: {{builtin: constant, value: test1}}\n\
              \x20 integration_test_service2: {{builtin: constant, value: test2_0}}\n\
              \x20 integration_test_service2_1: {{builtin: constant, value: test2_1}}\n{extra}",
-            self.amqp_url, self.mongo_uri, self.database, self.api_port
+            self.amqp_url, self.store_section(), self.api_port
         );
         std::fs::write(self.config_path(), text).expect("write main config");
+    }
+
+    /// The main file's lines choosing the store: this test's MongoDB database, or the
+    /// embedded store in `state/`.
+    fn store_section(&self) -> String {
+        if self.mongo_uri.is_empty() {
+            "state_dir: state\n".to_string()
+        } else {
+            format!(
+                "mongodb:\n  uri: {}\n  database: {}\n",
+                self.mongo_uri, self.database
+            )
+        }
+    }
+
+    /// The execution as the configured store has it (either backend).
+    pub fn stored_execution(&self, execution_id: &str) -> Option<dpsd::store::Execution> {
+        let (state, id) = (self.path("state"), execution_id.to_string());
+        let mongo =
+            (!self.mongo_uri.is_empty()).then(|| (self.mongo_uri.clone(), self.database.clone()));
+        self.rt().block_on(async move {
+            let store: Box<dyn dpsd::store::Store> = match mongo {
+                Some((uri, database)) => {
+                    let settings = dpsd::config::MongoSettings {
+                        uri: Some(uri.clone()),
+                        database,
+                        job_state_collection: "job_state".into(),
+                    };
+                    Box::new(
+                        dpsd::store::MongoStore::connect(&uri, &settings)
+                            .await
+                            .expect("connect"),
+                    )
+                }
+                None => Box::new(dpsd::store::EmbeddedStore::open(&state).expect("open")),
+            };
+            let found = store.execution(&id).await.expect("read execution");
+            store.close().await;
+            found
+        })
     }
 
     pub fn write_job(&self, name: &str, yaml: &str) {
@@ -476,9 +521,11 @@ impl Drop for TestEnv {
         self.kill_workers();
         let queues = self.queues.lock().map(|q| q.clone()).unwrap_or_default();
         let url = self.amqp_url.clone();
-        let db = self.db();
+        let db = (!self.mongo_uri.is_empty()).then(|| self.db());
         let cleanup = std::thread::spawn(move || {
-            let _ = db.drop().run();
+            if let Some(db) = db {
+                let _ = db.drop().run();
+            }
             let Ok(rt) = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()

@@ -1,0 +1,410 @@
+//! One contract, two backends (SPEC 3.1): every store operation the project uses behaves
+//! the same on MongoDB and on the embedded SQLite store.
+
+use std::sync::Arc;
+
+use chrono::{Duration, DurationRound, Utc};
+use dpsd::config::MongoSettings;
+use dpsd::store::{
+    EmbeddedStore, JobDefinition, MongoStore, ParkedBody, ParkedMessage, Stage, Status, Store,
+};
+use serde_json::json;
+
+/// A store of each kind, with a database or folder of its own, and what removes it after.
+struct Backend {
+    store: Arc<dyn Store>,
+    _dir: Option<tempfile::TempDir>,
+    database: Option<String>,
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        if let (Some(database), Ok(uri)) = (&self.database, std::env::var("DPSD_TEST_MONGODB_URI"))
+        {
+            let database = database.clone();
+            let _ = std::thread::spawn(move || {
+                if let Ok(client) = mongodb::sync::Client::with_uri_str(uri) {
+                    let _ = client.database(&database).drop().run();
+                }
+            })
+            .join();
+        }
+    }
+}
+
+async fn mongo() -> Backend {
+    let uri = std::env::var("DPSD_TEST_MONGODB_URI")
+        .expect("DPSD_TEST_MONGODB_URI: run with `make test`");
+    let database = format!(
+        "dpsdcontract_{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
+    let settings = MongoSettings {
+        uri: Some(uri.clone()),
+        database: database.clone(),
+        job_state_collection: "job_state".into(),
+    };
+    let store = MongoStore::connect(&uri, &settings).await.expect("connect");
+    Backend {
+        store: Arc::new(store),
+        _dir: None,
+        database: Some(database),
+    }
+}
+
+async fn embedded() -> Backend {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = EmbeddedStore::open(dir.path()).expect("open");
+    Backend {
+        store: Arc::new(store),
+        _dir: Some(dir),
+        database: None,
+    }
+}
+
+fn now() -> chrono::DateTime<Utc> {
+    Utc::now()
+        .duration_trunc(Duration::milliseconds(1))
+        .expect("truncate")
+}
+
+fn stage(
+    worker: &str,
+    state: i64,
+    status: Status,
+    attempts: u32,
+    result: Option<serde_json::Value>,
+) -> Stage {
+    let at = now();
+    Stage {
+        worker: worker.into(),
+        state,
+        status,
+        attempts,
+        started_at: at,
+        finished_at: at,
+        duration_ms: 3,
+        error: None,
+        result,
+    }
+}
+
+fn parked(id: &str, worker: &str, body: ParkedBody, at: chrono::DateTime<Utc>) -> ParkedMessage {
+    ParkedMessage {
+        id: id.into(),
+        body,
+        worker: worker.into(),
+        queue: format!("{worker}_queue"),
+        execution_id: Some(format!("exec-{id}")),
+        attempts: 1,
+        error: "boom".into(),
+        first_failed_at: at,
+        last_failed_at: at,
+    }
+}
+
+async fn stages_are_appended_and_state_follows_done(store: &dyn Store) {
+    assert!(store.execution("e1").await.expect("read").is_none());
+    let mut retrying = stage("w1", 1, Status::Retrying, 1, None);
+    retrying.error = Some("flaky".into());
+    store.record_stage("e1", &retrying).await.expect("write");
+    let e = store.execution("e1").await.expect("read").expect("exists");
+    assert_eq!(
+        (e.state, e.status, e.attempts, e.error.as_deref()),
+        (None, Status::Retrying, 1, Some("flaky"))
+    );
+    store
+        .record_stage("e1", &stage("w1", 1, Status::Done, 2, Some(json!("test1"))))
+        .await
+        .expect("write");
+    store
+        .record_stage(
+            "e1",
+            &stage("w2", 2, Status::Done, 1, Some(json!({"a": [1, 2]}))),
+        )
+        .await
+        .expect("write");
+    let e = store.execution("e1").await.expect("read").expect("exists");
+    assert_eq!(
+        (e.state, e.status, e.worker.as_str(), e.error.as_deref()),
+        (Some(2), Status::Done, "w2", None)
+    );
+    let workers: Vec<(&str, Status)> = e
+        .stages
+        .iter()
+        .map(|s| (s.worker.as_str(), s.status))
+        .collect();
+    assert_eq!(
+        workers,
+        [
+            ("w1", Status::Retrying),
+            ("w1", Status::Done),
+            ("w2", Status::Done)
+        ]
+    );
+    assert_eq!(
+        e.done_by("w1").and_then(|s| s.result.clone()),
+        Some(json!("test1"))
+    );
+    assert_eq!(e.stages[2].result, Some(json!({"a": [1, 2]})));
+    assert!(e.done_by("w3").is_none());
+    // A later parked stage keeps the state the last completed worker set.
+    store
+        .record_stage("e1", &stage("w3", 3, Status::Parked, 1, None))
+        .await
+        .expect("write");
+    assert_eq!(
+        store
+            .execution("e1")
+            .await
+            .expect("read")
+            .expect("exists")
+            .state,
+        Some(2)
+    );
+}
+
+async fn concurrent_first_writes_of_one_execution_both_land(store: &dyn Store) {
+    let (a, b) = (
+        stage("w1", 1, Status::Done, 1, None),
+        stage("w2", 2, Status::Done, 1, None),
+    );
+    let (ra, rb) = tokio::join!(
+        store.record_stage("race", &a),
+        store.record_stage("race", &b)
+    );
+    ra.expect("first");
+    rb.expect("second");
+    assert_eq!(
+        store
+            .execution("race")
+            .await
+            .expect("read")
+            .expect("exists")
+            .stages
+            .len(),
+        2
+    );
+}
+
+async fn parked_messages_upsert_list_page_and_delete(store: &dyn Store) {
+    let t0 = now();
+    let bodies = [
+        ParkedBody::Json(json!({"executionId": "x", "mydata": {}})),
+        ParkedBody::Text("not json".into()),
+        ParkedBody::Base64("//4=".into()),
+    ];
+    for (i, body) in bodies.iter().enumerate() {
+        let at = t0 + Duration::seconds(i as i64);
+        store
+            .park(&parked(&format!("p{i}"), "a", body.clone(), at))
+            .await
+            .expect("park");
+    }
+    store
+        .park(&parked(
+            "q0",
+            "b",
+            ParkedBody::Text("b".into()),
+            t0 + Duration::seconds(10),
+        ))
+        .await
+        .expect("park");
+    // Parking the same id again updates it and keeps its first failure time.
+    let mut again = parked("p0", "a", bodies[0].clone(), t0 + Duration::seconds(20));
+    again.attempts = 3;
+    store.park(&again).await.expect("park again");
+    let p0 = store.failed("p0").await.expect("read").expect("exists");
+    assert_eq!(
+        (p0.attempts, p0.first_failed_at, p0.last_failed_at),
+        (3, t0, t0 + Duration::seconds(20))
+    );
+    assert_eq!(p0.execution_id.as_deref(), Some("exec-p0"));
+
+    let all = store.list_failed(None, 10, 0).await.expect("list");
+    assert_eq!(all.total, 4);
+    let ids: Vec<&str> = all.items.iter().map(|m| m.id.as_str()).collect();
+    assert_eq!(ids, ["p0", "p1", "p2", "q0"], "oldest first failure first");
+    let bodies_back: Vec<ParkedBody> = all.items[..3].iter().map(|m| m.body.clone()).collect();
+    assert_eq!(bodies_back, bodies);
+    let page = store.list_failed(Some("a"), 2, 1).await.expect("list");
+    assert_eq!(
+        (page.total, page.items.len(), page.items[0].id.as_str()),
+        (3, 2, "p1")
+    );
+    assert!(store.delete_failed("p1").await.expect("delete"));
+    assert!(!store.delete_failed("p1").await.expect("delete"));
+    assert!(store.failed("p1").await.expect("read").is_none());
+    assert_eq!(
+        store
+            .list_failed(Some("a"), 10, 0)
+            .await
+            .expect("list")
+            .total,
+        2
+    );
+}
+
+async fn jobs_are_defined_claimed_once_locked_and_finished(store: &dyn Store) {
+    let planned = now() + Duration::seconds(5);
+    let definition = |next| JobDefinition {
+        name: "tick".into(),
+        schedule: Some("5s".into()),
+        kind: "interval".into(),
+        active: true,
+        next_run_at: next,
+    };
+    store
+        .define_job(&definition(Some(planned)))
+        .await
+        .expect("define");
+    let job = store.job("tick").await.expect("read").expect("exists");
+    assert_eq!(
+        (job.next_run_at, job.fail_count, job.locked_by),
+        (Some(planned), 0, None)
+    );
+
+    // Two hosts race for the occurrence: exactly one wins.
+    let next = planned + Duration::seconds(5);
+    let (a, b) = tokio::join!(
+        store.advance_job("tick", planned, Some(next)),
+        store.advance_job("tick", planned, Some(next))
+    );
+    assert_eq!(
+        [a.expect("a"), b.expect("b")]
+            .iter()
+            .filter(|won| **won)
+            .count(),
+        1
+    );
+    assert_eq!(
+        store
+            .job("tick")
+            .await
+            .expect("read")
+            .expect("exists")
+            .next_run_at,
+        Some(next)
+    );
+
+    let t = now();
+    assert!(store
+        .lock_job("tick", "host-a", t, t - Duration::minutes(10))
+        .await
+        .expect("lock"));
+    assert!(
+        !store
+            .lock_job("tick", "host-b", t, t - Duration::minutes(10))
+            .await
+            .expect("lock"),
+        "no overlap"
+    );
+    let locked = store.job("tick").await.expect("read").expect("exists");
+    assert_eq!(
+        (locked.locked_by.as_deref(), locked.last_run_at),
+        (Some("host-a"), Some(t))
+    );
+    // A lock older than the stale limit is taken over.
+    assert!(store
+        .lock_job("tick", "host-b", t, t + Duration::seconds(1))
+        .await
+        .expect("lock"));
+    // Only the holder finishes it.
+    store
+        .finish_job("tick", "host-a", &Err("late".into()), t)
+        .await
+        .expect("finish");
+    assert_eq!(
+        store
+            .job("tick")
+            .await
+            .expect("read")
+            .expect("exists")
+            .locked_by
+            .as_deref(),
+        Some("host-b")
+    );
+    store
+        .finish_job("tick", "host-b", &Err("exit status 3".into()), t)
+        .await
+        .expect("finish");
+    let failed = store.job("tick").await.expect("read").expect("exists");
+    assert_eq!(
+        (
+            failed.last_status.as_deref(),
+            failed.fail_count,
+            failed.fail_reason.as_deref(),
+            failed.locked_at
+        ),
+        (Some("failed"), 1, Some("exit status 3"), None)
+    );
+    store
+        .lock_job("tick", "host-a", t, t - Duration::minutes(10))
+        .await
+        .expect("lock");
+    store
+        .finish_job("tick", "host-a", &Ok(()), t)
+        .await
+        .expect("finish");
+    let ok = store.job("tick").await.expect("read").expect("exists");
+    assert_eq!(
+        (
+            ok.last_status.as_deref(),
+            ok.fail_count,
+            ok.last_finished_at
+        ),
+        (Some("ok"), 1, Some(t))
+    );
+
+    // Redefining keeps the run record; a manual job has no next run.
+    store.define_job(&definition(None)).await.expect("redefine");
+    let redefined = store.job("tick").await.expect("read").expect("exists");
+    assert_eq!((redefined.next_run_at, redefined.fail_count), (None, 1));
+    store
+        .define_job(&JobDefinition {
+            name: "other".into(),
+            schedule: None,
+            kind: "manual".into(),
+            active: false,
+            next_run_at: None,
+        })
+        .await
+        .expect("define");
+    let names: Vec<String> = store
+        .jobs()
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|j| j.name)
+        .collect();
+    assert_eq!(names, ["other", "tick"]);
+    store.remove_job("tick").await.expect("remove");
+    assert!(store.job("tick").await.expect("read").is_none());
+    store.ping().await.expect("ping");
+}
+
+macro_rules! contract {
+    ($($case:ident),* $(,)?) => {
+        mod on_mongodb {
+            $(#[tokio::test]
+            async fn $case() {
+                let backend = super::mongo().await;
+                super::$case(backend.store.as_ref()).await;
+            })*
+        }
+        mod on_embedded {
+            $(#[tokio::test]
+            async fn $case() {
+                let backend = super::embedded().await;
+                super::$case(backend.store.as_ref()).await;
+            })*
+        }
+    };
+}
+
+contract!(
+    stages_are_appended_and_state_follows_done,
+    concurrent_first_writes_of_one_execution_both_land,
+    parked_messages_upsert_list_page_and_delete,
+    jobs_are_defined_claimed_once_locked_and_finished,
+);
