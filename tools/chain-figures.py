@@ -4,15 +4,17 @@ binary and prints: messages per second through both stages, the share of handlin
 writing job state, and each replica's peak resident memory.
 
 Why: the figures the worker issue asks for, reproducible. `make bench` (a later issue) grows
-out of this. Needs the servers of `scripts/test-services.sh` (run it through that script).
+out of this. Usage: chain-figures.py [N] [mongodb|embedded]. For mongodb it needs the servers of
+`scripts/test-services.sh` (run it through that script).
 """
 import json, os, subprocess, sys, tempfile, time, uuid
 
 N = int(sys.argv[1]) if len(sys.argv) > 1 else 2000
+STORE = sys.argv[2] if len(sys.argv) > 2 else "mongodb"  # or "embedded"
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DPSD = os.path.join(ROOT, "target", "release", "dpsd")
 AMQP = os.environ.get("DPSD_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2f")
-MONGO = os.environ["DPSD_TEST_MONGODB_URI"]
+MONGO = os.environ.get("DPSD_TEST_MONGODB_URI") if STORE == "mongodb" else None
 
 run_id = uuid.uuid4().hex[:8]
 work = tempfile.mkdtemp(prefix="dpsd-figures-")
@@ -20,7 +22,7 @@ q1, q2 = f"figures_{run_id}.stage1", f"figures_{run_id}.stage2"
 os.makedirs(f"{work}/workers.d")
 with open(f"{work}/dpsd.yaml", "w") as f:
     f.write(f"""amqp: {{url: "{AMQP}", prefetch: 50}}
-mongodb: {{uri: "{MONGO}", database: figures_{run_id}}}
+{f'mongodb: {{uri: "{MONGO}", database: figures_{run_id}}}' if MONGO else "state_dir: state"}
 log: {{level: info, format: json}}
 workers_dir: workers.d
 services:
@@ -72,6 +74,7 @@ for p in workers.values():
 
 store = sum(int(l["store_ms"]) for n in workers for l in done_lines(n))
 total = sum(int(l["elapsed_ms"]) for n in workers for l in done_lines(n))
+print(f"store:                      {STORE}")
 print(f"messages:                   {N}")
 print(f"publish (dpsd send --count): {N / (published - start):.0f} msg/s")
 print(f"through both stages:        {N / (end - start):.0f} msg/s ({end - start:.1f} s)")
