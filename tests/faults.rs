@@ -44,6 +44,31 @@ fn a_replica_killed_mid_batch_loses_no_message() {
     assert!(env.parked().is_empty());
 }
 
+/// A two-stage chain (the first stage slow) with 20 messages sent and a few through:
+/// returns their executionIds and the two queues.
+fn slow_chain_under_way(env: &TestEnv) -> (Vec<String>, String, String) {
+    let (first, second) = (env.queue("first"), env.queue("second"));
+    env.write_worker(
+        "w1",
+        &format!("queue: {first}\nfollow_queue: {second}\njob_state: 1\nprefetch: 2\nservices: [{{builtin: sleep, duration: 300ms}}]\n"),
+    );
+    env.write_worker(
+        "w2",
+        &format!("queue: {second}\njob_state: 2\nservices: [integration_test_service2]\n"),
+    );
+    env.start_worker("w1");
+    env.start_worker("w2");
+    env.wait_consuming("w1", 1);
+    env.wait_consuming("w2", 1);
+    let ids: Vec<String> = (0..20)
+        .map(|i| env.send(&first, &format!(r#"{{"n": {i}}}"#)))
+        .collect();
+    wait_for("a few messages through", Duration::from_secs(30), || {
+        count_done(env, 2) >= 2
+    });
+    (ids, first, second)
+}
+
 /// The private broker node that `make test` starts for this test alone (the shared broker
 /// must not restart under the tests running beside this one).
 fn restartable_broker() -> (String, String) {
@@ -71,26 +96,9 @@ fn rabbitmqctl(node: &str, verb: &str) {
 fn the_broker_restarted_mid_run_loses_no_message() {
     let (url, node) = restartable_broker();
     let env = TestEnv::with_amqp("brokerrestart", &url);
-    let (first, second) = (env.queue("first"), env.queue("second"));
-    env.write_worker(
-        "w1",
-        &format!("queue: {first}\nfollow_queue: {second}\njob_state: 1\nprefetch: 4\nservices: [{{builtin: sleep, duration: 100ms}}]\n"),
-    );
-    env.write_worker(
-        "w2",
-        &format!("queue: {second}\njob_state: 2\nservices: [integration_test_service2]\n"),
-    );
-    env.start_worker("w1");
-    env.start_worker("w2");
-    env.wait_consuming("w1", 1);
-    env.wait_consuming("w2", 1);
-    let ids: Vec<String> = (0..20)
-        .map(|i| env.send(&first, &format!(r#"{{"n": {i}}}"#)))
-        .collect();
-    wait_for("a few messages through", Duration::from_secs(30), || {
-        count_done(&env, 2) >= 2
-    });
+    let (ids, first, second) = slow_chain_under_way(&env);
 
+    assert!(count_done(&env, 2) < 20, "the outage came too late to test anything");
     rabbitmqctl(&node, "stop_app");
     std::thread::sleep(Duration::from_secs(2));
     rabbitmqctl(&node, "start_app");
@@ -105,26 +113,9 @@ fn the_broker_restarted_mid_run_loses_no_message() {
 fn the_database_restarted_mid_run_loses_no_message() {
     let mut mongo = PrivateMongo::start();
     let env = TestEnv::with_servers("dbrestart", &common::amqp_url(), &mongo.uri());
-    let (first, second) = (env.queue("first"), env.queue("second"));
-    env.write_worker(
-        "w1",
-        &format!("queue: {first}\nfollow_queue: {second}\njob_state: 1\nprefetch: 4\nservices: [{{builtin: sleep, duration: 100ms}}]\n"),
-    );
-    env.write_worker(
-        "w2",
-        &format!("queue: {second}\njob_state: 2\nservices: [integration_test_service2]\n"),
-    );
-    env.start_worker("w1");
-    env.start_worker("w2");
-    env.wait_consuming("w1", 1);
-    env.wait_consuming("w2", 1);
-    let ids: Vec<String> = (0..20)
-        .map(|i| env.send(&first, &format!(r#"{{"n": {i}}}"#)))
-        .collect();
-    wait_for("a few messages through", Duration::from_secs(30), || {
-        count_done(&env, 2) >= 2
-    });
+    let (ids, first, second) = slow_chain_under_way(&env);
 
+    assert!(count_done(&env, 2) < 20, "the outage came too late to test anything");
     mongo.stop();
     std::thread::sleep(Duration::from_secs(2));
     mongo.restart();

@@ -298,13 +298,16 @@ impl TestEnv {
             .append(true)
             .open(self.path(&format!("{name}.log")))
             .expect("log file");
-        let child = self
-            .dpsd()
-            .args(["worker", name])
+        self.spawn(self.dpsd().args(["worker", name]), log)
+    }
+
+    /// Spawns `command` with stderr to `log`; it is killed when the test ends.
+    fn spawn(&self, command: &mut Command, log: std::fs::File) -> u32 {
+        let child = command
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
-            .expect("spawn dpsd worker");
+            .expect("spawn dpsd");
         let pid = child.id();
         self.children.lock().expect("lock").push(child);
         pid
@@ -318,18 +321,13 @@ impl TestEnv {
     /// Starts `dpsd run` with the main file `config`, its log in `log`.
     pub fn start_daemon_at(&self, config: &Path, log: &str) -> u32 {
         let log = std::fs::File::create(self.path(log)).expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_dpsd"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_dpsd"));
+        command
             .arg("--config")
             .arg(config)
             .arg("run")
-            .env_remove("DPSD_ENV")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn dpsd run");
-        let pid = child.id();
-        self.children.lock().expect("lock").push(child);
-        pid
+            .env_remove("DPSD_ENV");
+        self.spawn(&mut command, log)
     }
 
     pub fn daemon_log(&self) -> String {
@@ -608,35 +606,18 @@ pub fn exists(path: &Path) -> bool {
 
 /// `dpsd worker NAME` processes whose parent is `parent`, as (pid, replica number).
 pub fn replicas_of(parent: u32, worker: &str) -> Vec<(u32, u32)> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        if parent_of(pid) != Some(parent) {
-            continue;
-        }
-        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-        let args: Vec<String> = cmdline
-            .split(|b| *b == 0)
-            .map(|a| String::from_utf8_lossy(a).to_string())
-            .collect();
-        let Some(at) = args.iter().position(|a| a == "worker") else {
-            continue;
-        };
-        if args.get(at + 1).map(String::as_str) != Some(worker) {
-            continue;
-        }
-        let replica = args
-            .iter()
-            .position(|a| a == "--replica")
-            .and_then(|i| args.get(i + 1)?.parse().ok());
-        found.push((pid, replica.unwrap_or(0)));
-    }
+    let mut found: Vec<(u32, u32)> = dpsd_workers()
+        .filter(|(pid, _)| parent_of(*pid) == Some(parent))
+        .filter_map(|(pid, args)| {
+            let at = args.iter().position(|a| a == "worker")?;
+            (args.get(at + 1).map(String::as_str) == Some(worker)).then_some(())?;
+            let replica = args
+                .iter()
+                .position(|a| a == "--replica")
+                .and_then(|i| args.get(i + 1)?.parse().ok());
+            Some((pid, replica.unwrap_or(0)))
+        })
+        .collect();
     found.sort_by_key(|(_, replica)| *replica);
     found
 }
@@ -644,26 +625,30 @@ pub fn replicas_of(parent: u32, worker: &str) -> Vec<(u32, u32)> {
 /// Every live `dpsd worker` process that names this test's configuration file.
 pub fn workers_using(config: &Path) -> Vec<u32> {
     let config = config.to_string_lossy().to_string();
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        let cmdline = String::from_utf8_lossy(
-            &std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default(),
-        )
-        .replace('\0', " ");
-        let zombie =
-            std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.contains(") Z "));
-        if cmdline.contains(&config) && cmdline.contains(" worker ") && !zombie {
-            found.push(pid);
-        }
-    }
-    found
+    dpsd_workers()
+        .filter(|(pid, args)| args.contains(&config) && !is_zombie(*pid))
+        .map(|(pid, _)| pid)
+        .collect()
+}
+
+/// Every process with `worker` among its arguments, as (pid, arguments).
+fn dpsd_workers() -> impl Iterator<Item = (u32, Vec<String>)> {
+    std::fs::read_dir("/proc")
+        .expect("/proc")
+        .flatten()
+        .filter_map(|entry| {
+            let pid = entry.file_name().to_str()?.parse::<u32>().ok()?;
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+            let args: Vec<String> = cmdline
+                .split(|b| *b == 0)
+                .map(|a| String::from_utf8_lossy(a).to_string())
+                .collect();
+            args.iter().any(|a| a == "worker").then_some((pid, args))
+        })
+}
+
+fn is_zombie(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.contains(") Z "))
 }
 
 fn parent_of(pid: u32) -> Option<u32> {
