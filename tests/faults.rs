@@ -98,7 +98,10 @@ fn the_broker_restarted_mid_run_loses_no_message() {
     let env = TestEnv::with_amqp("brokerrestart", &url);
     let (ids, first, second) = slow_chain_under_way(&env);
 
-    assert!(count_done(&env, 2) < 20, "the outage came too late to test anything");
+    assert!(
+        count_done(&env, 2) < 20,
+        "the outage came too late to test anything"
+    );
     rabbitmqctl(&node, "stop_app");
     std::thread::sleep(Duration::from_secs(2));
     rabbitmqctl(&node, "start_app");
@@ -115,7 +118,10 @@ fn the_database_restarted_mid_run_loses_no_message() {
     let env = TestEnv::with_servers("dbrestart", &common::amqp_url(), &mongo.uri());
     let (ids, first, second) = slow_chain_under_way(&env);
 
-    assert!(count_done(&env, 2) < 20, "the outage came too late to test anything");
+    assert!(
+        count_done(&env, 2) < 20,
+        "the outage came too late to test anything"
+    );
     mongo.stop();
     std::thread::sleep(Duration::from_secs(2));
     mongo.restart();
