@@ -2,6 +2,7 @@
 //! scheduler, the API and the supervisor — and takes them down in order: the API stops
 //! taking requests, replicas drain, connections close.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::api::{self, State};
-use crate::broker::Outbox;
+use crate::broker::{Outbox, QueueStats};
 use crate::config::{Config, FileWatch, Source};
 use crate::reload::Reload;
 use crate::scheduler::Scheduler;
@@ -23,6 +24,8 @@ use crate::supervisor::{Links, Spawner, Supervisor, WorkersSnapshot};
 
 /// How often jobs.d is compared with what runs.
 const POLL: Duration = Duration::from_secs(1);
+/// How often the workers' queue depths are read.
+const QUEUE_POLL: Duration = Duration::from_secs(5);
 
 /// Runs the daemon until SIGTERM or SIGINT. `source` names the main file by absolute path.
 pub async fn run(
@@ -41,12 +44,20 @@ pub async fn run(
     let synced = sync_jobs(&scheduler, &config).await;
     let reload = Reload::new();
     let (status, workers) = watch::channel(WorkersSnapshot::default());
+    let (queue_stats, queues) = watch::channel(BTreeMap::new());
+    tokio::spawn(poll_queues(
+        outbox.clone(),
+        workers.clone(),
+        queue_stats,
+        shutdown.graceful.clone(),
+    ));
     let state = State {
         scheduler: scheduler.clone(),
         store: store.clone(),
         outbox: outbox.clone(),
         reload: reload.clone(),
         workers,
+        queues,
     };
     let api = api::serve(&settings.api, state)?;
 
@@ -84,6 +95,30 @@ pub async fn run(
     outbox.close().await;
     store.close().await;
     Ok(())
+}
+
+/// Reads the depth and consumers of every worker's queue every few seconds, for
+/// `/api/workers` and `/metrics` (a passive declare each; no management plugin needed).
+async fn poll_queues(
+    outbox: Arc<Outbox>,
+    workers: watch::Receiver<WorkersSnapshot>,
+    stats: watch::Sender<BTreeMap<String, QueueStats>>,
+    stop: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(QUEUE_POLL);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let queues: Vec<String> = workers.borrow().values().map(|w| w.queue.clone()).collect();
+        match outbox.queue_stats(&queues).await {
+            Ok(now) => {
+                stats.send_replace(now);
+            }
+            Err(e) => warn!("cannot read queue depths: {e}"),
+        }
+    }
 }
 
 /// SIGHUP (`systemctl reload dpsd`) re-reads everything at once.

@@ -5,8 +5,11 @@ mod auth;
 mod error;
 mod failed;
 mod jobs;
+mod metrics;
 mod system;
+mod workers;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use actix_web::dev::ServerHandle;
@@ -17,7 +20,7 @@ use tokio::sync::watch;
 pub use auth::Users;
 pub use error::ApiError;
 
-use crate::broker::Outbox;
+use crate::broker::{Outbox, QueueStats};
 use crate::config::ApiSettings;
 use crate::reload::Reload;
 use crate::scheduler::Scheduler;
@@ -34,6 +37,8 @@ pub struct State {
     pub outbox: Arc<Outbox>,
     pub reload: Reload,
     pub workers: watch::Receiver<WorkersSnapshot>,
+    /// Depth and consumers of the workers' queues, refreshed every few seconds.
+    pub queues: watch::Receiver<BTreeMap<String, QueueStats>>,
 }
 
 /// Binds `api.listen` and starts serving in the background; the handle stops it.
@@ -56,6 +61,8 @@ pub fn serve(settings: &ApiSettings, state: State) -> anyhow::Result<ServerHandl
             .wrap(middleware::from_fn(auth::require_user))
             .configure(jobs::routes)
             .configure(failed::routes)
+            .configure(workers::routes)
+            .configure(metrics::routes)
             .configure(system::routes)
             .default_service(web::to(not_found))
     })

@@ -4,7 +4,7 @@
 mod outbox;
 mod publisher;
 
-pub use outbox::Outbox;
+pub use outbox::{Outbox, QueueStats};
 pub use publisher::Publisher;
 
 use std::collections::BTreeMap;

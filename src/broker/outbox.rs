@@ -89,3 +89,56 @@ impl Outbox {
         }
     }
 }
+
+/// A queue as the broker sees it now.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct QueueStats {
+    pub messages: u32,
+    pub consumers: u32,
+}
+
+impl Outbox {
+    /// Depth and consumers of each queue that exists (a passive declare each: no management
+    /// plugin needed). Queues that do not exist are left out.
+    pub async fn queue_stats(
+        &self,
+        queues: &[String],
+    ) -> Result<BTreeMap<String, QueueStats>, BrokerError> {
+        let line = self.connected().await?;
+        let Some(open) = line.as_ref() else {
+            return Err(BrokerError::Lost("no connection"));
+        };
+        let connection = open.connection.clone();
+        drop(line);
+        let mut stats = BTreeMap::new();
+        let mut channel = None;
+        for queue in queues {
+            if channel
+                .as_ref()
+                .is_none_or(|c: &amqprs::channel::Channel| !c.is_open())
+            {
+                channel = Some(connection.open_channel(None).await?);
+            }
+            let Some(open) = channel.as_ref() else {
+                continue;
+            };
+            let args = amqprs::channel::QueueDeclareArguments::new(queue)
+                .passive(true)
+                .finish();
+            // A missing queue closes the channel (404); the next queue gets a new one.
+            if let Ok(Some((_, messages, consumers))) = open.queue_declare(args).await {
+                stats.insert(
+                    queue.clone(),
+                    QueueStats {
+                        messages,
+                        consumers,
+                    },
+                );
+            }
+        }
+        if let Some(channel) = channel.filter(|c| c.is_open()) {
+            let _ = channel.close().await;
+        }
+        Ok(stats)
+    }
+}

@@ -10,7 +10,7 @@ use crate::services::Caller;
 use crate::shutdown::Shutdown;
 use crate::store;
 use crate::supervisor::WORKER_YAML;
-use crate::worker::{Handler, Worker};
+use crate::worker::{report, Counters, Handler, Worker};
 
 /// Runs until SIGINT or SIGTERM, then drains the messages in hand and returns.
 pub async fn worker(global: &Global, name: &str, replica: u32) -> Result<(), Failure> {
@@ -30,7 +30,9 @@ pub async fn worker(global: &Global, name: &str, replica: u32) -> Result<(), Fai
             store: store.clone(),
             caller: Caller::default(),
             hard_stop: shutdown.hard.clone(),
+            counters: Arc::new(Counters::default()),
         };
+        tokio::spawn(report(handler.counters.clone()));
         let worker = Worker {
             handler: Arc::new(handler),
             amqp_url: config.settings.amqp.url.clone(),

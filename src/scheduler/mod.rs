@@ -58,6 +58,8 @@ pub struct Scheduler {
     /// `scheduler.active`: false fires nothing on this host (API start still works).
     fires: bool,
     jobs: Mutex<BTreeMap<String, Entry>>,
+    /// Runs by (job, `ok` or `failed`) since the daemon started, for `/metrics`.
+    runs: Mutex<BTreeMap<(String, String), u64>>,
 }
 
 struct Entry {
@@ -83,6 +85,7 @@ impl Scheduler {
             host,
             fires,
             jobs: Mutex::new(BTreeMap::new()),
+            runs: Mutex::new(BTreeMap::new()),
         })
     }
 
@@ -248,6 +251,13 @@ impl Scheduler {
             return Err(SchedulerError::Running(name.to_string()));
         }
         let outcome = action::run(&def.action, &self.outbox).await;
+        let status = if outcome.is_ok() { "ok" } else { "failed" };
+        *self
+            .runs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry((name.to_string(), status.into()))
+            .or_default() += 1;
         match &outcome {
             Ok(()) => info!(job = name, "job finished"),
             Err(reason) => error!(job = name, "job failed: {reason}"),
@@ -332,6 +342,11 @@ impl Scheduler {
     pub async fn list(&self) -> Result<Vec<JobStatus>, SchedulerError> {
         let records = self.store.jobs().await?;
         Ok(records.into_iter().map(|r| self.with_running(r)).collect())
+    }
+
+    /// Runs by (job, status) since this process started.
+    pub fn run_counts(&self) -> BTreeMap<(String, String), u64> {
+        self.runs.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     fn with_running(&self, record: JobRecord) -> JobStatus {

@@ -23,6 +23,7 @@ pub use status::{WorkerReport, WorkersSnapshot};
 use crate::config::{Config, FileWatch, Settings, Source, WorkerDef};
 use crate::process;
 use crate::shutdown::Shutdown;
+use crate::worker::Totals;
 use plan::Action;
 
 /// How often workers.d and the main file are compared with what is running.
@@ -45,6 +46,13 @@ enum Event {
     },
     /// A retiring process had its `shutdown_timeout`; kill it if it is still there.
     Deadline { pid: u32 },
+    /// A replica's counts so far (a line on its stdout).
+    Report {
+        worker: String,
+        replica: u32,
+        generation: u64,
+        totals: Totals,
+    },
 }
 
 /// One worker as the supervisor runs it.
@@ -54,20 +62,41 @@ struct WorkerRun {
     restarts: u64,
     last_exit: Option<String>,
     config_error: Option<String>,
+    /// Counts of replicas that exited, so the worker's totals never go down.
+    retired: Totals,
 }
 
 impl WorkerRun {
     fn report(&self) -> WorkerReport {
         let pids: Vec<u32> = self.slots.values().filter_map(|s| s.pid).collect();
+        let retry = self.def.retry.as_ref().map(|r| {
+            serde_json::json!({
+                "maxAttempts": r.max_attempts,
+                "delaySeconds": r.delay.as_secs_f64(),
+                "backoff": r.backoff,
+                "maxDelaySeconds": r.max_delay.as_secs_f64(),
+            })
+        });
         WorkerReport {
             queue: self.def.queue.clone(),
             follow_queue: self.def.follow_queue.clone(),
+            job_state: self.def.job_state,
+            services: self.def.services.iter().map(|s| s.id.clone()).collect(),
+            prefetch: self.def.prefetch,
+            retry,
             replicas_wanted: self.def.replicas,
             replicas_running: pids.len() as u32,
             pids,
             restarts: self.restarts,
             last_exit: self.last_exit.clone(),
             config_error: self.config_error.clone(),
+            counters: self
+                .slots
+                .values()
+                .fold(self.retired.clone(), |mut sum, slot| {
+                    sum.add(&slot.totals);
+                    sum
+                }),
         }
     }
 }
@@ -80,6 +109,8 @@ struct Slot {
     pid: Option<u32>,
     started: Instant,
     failures_in_row: u32,
+    /// The replica's last report of its counts.
+    totals: Totals,
 }
 
 pub struct Supervisor {
@@ -207,6 +238,7 @@ impl Supervisor {
                     restarts: 0,
                     last_exit: None,
                     config_error: None,
+                    retired: Totals::default(),
                 };
                 self.workers.insert(name.clone(), run);
                 self.scale(&name);
@@ -276,6 +308,7 @@ impl Supervisor {
             pid,
             started: Instant::now(),
             failures_in_row,
+            totals: Totals::default(),
         };
         let Some(run) = self.workers.get_mut(name) else {
             return;
@@ -296,6 +329,15 @@ impl Supervisor {
         mut child: tokio::process::Child,
     ) -> Option<u32> {
         let pid = child.id()?;
+        if let Some(stdout) = child.stdout.take() {
+            let reports = Reports {
+                worker: name.to_string(),
+                replica,
+                generation,
+                events: self.events.clone(),
+            };
+            tokio::spawn(reports.read(stdout));
+        }
         let events = self.events.clone();
         let worker = name.to_string();
         tokio::spawn(async move {
@@ -341,6 +383,20 @@ impl Supervisor {
                     self.start(&worker, replica, failures);
                 }
             }
+            Event::Report {
+                worker,
+                replica,
+                generation,
+                totals,
+            } => {
+                let slot = self
+                    .workers
+                    .get_mut(&worker)
+                    .and_then(|r| r.slots.get_mut(&replica));
+                if let Some(slot) = slot.filter(|s| s.generation == generation) {
+                    slot.totals = totals;
+                }
+            }
             Event::Deadline { pid } => {
                 if let Some(worker) = self.retiring.get(&pid) {
                     warn!(worker = %worker, pid, "replica did not stop within shutdown_timeout: killing it");
@@ -364,6 +420,7 @@ impl Supervisor {
         run.restarts += 1;
         run.last_exit = Some(process::describe(status));
         slot.pid = None;
+        run.retired.add(&finished(std::mem::take(&mut slot.totals)));
         warn!(worker = %worker, replica, restarts = run.restarts, "replica exited ({})", process::describe(status));
         self.schedule_restart(worker, replica);
     }
@@ -391,6 +448,9 @@ impl Supervisor {
 
     /// Asks a replica to stop (it drains its messages) and kills it if it overstays.
     fn retire(&mut self, worker: &str, slot: Slot) {
+        if let Some(run) = self.workers.get_mut(worker) {
+            run.retired.add(&finished(slot.totals));
+        }
         let Some(pid) = slot.pid else { return };
         replica::signal(pid, Signal::SIGTERM);
         self.retiring.insert(pid, worker.to_string());
@@ -448,6 +508,42 @@ impl Supervisor {
             }
         }
         info!("stopped");
+    }
+}
+
+/// A replica's counts as they stay after it exited: nothing is in flight any more.
+fn finished(mut totals: Totals) -> Totals {
+    totals.in_flight = 0;
+    totals
+}
+
+/// Reads a replica's report lines (JSON on its stdout) and passes them on as events.
+struct Reports {
+    worker: String,
+    replica: u32,
+    generation: u64,
+    events: mpsc::UnboundedSender<Event>,
+}
+
+impl Reports {
+    async fn read(self, stdout: tokio::process::ChildStdout) {
+        use tokio::io::AsyncBufReadExt;
+        let mut lines = tokio::io::BufReader::new(stdout).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            let Ok(totals) = serde_json::from_str::<Totals>(&line) else {
+                warn!(worker = %self.worker, replica = self.replica, "replica wrote a line that is not a report: {line}");
+                continue;
+            };
+            let event = Event::Report {
+                worker: self.worker.clone(),
+                replica: self.replica,
+                generation: self.generation,
+                totals,
+            };
+            if self.events.send(event).is_err() {
+                return;
+            }
+        }
     }
 }
 

@@ -11,6 +11,7 @@ use nix::unistd::{getpid, getppid, Pid};
 use tokio::process::{Child, Command};
 
 use crate::config::WorkerDef;
+use crate::worker::REPORT_ENV;
 
 /// The environment variable through which a replica receives its worker's definition.
 pub const WORKER_YAML: &str = "DPSD_WORKER_YAML";
@@ -40,6 +41,9 @@ impl Spawner {
         command
             .args(["worker", &worker.name, "--replica", &replica.to_string()])
             .env(WORKER_YAML, &worker.text)
+            // Its stdout carries its counts to us (see worker::counters).
+            .env(REPORT_ENV, "1")
+            .stdout(Stdio::piped())
             .env_remove("NOTIFY_SOCKET")
             .stdin(Stdio::null())
             // Its own process group: a Ctrl-C in the daemon's terminal reaches the daemon

@@ -9,6 +9,7 @@ use chrono::Utc;
 use serde_json::Value;
 use tracing::{debug, error, info, warn, Instrument};
 
+use super::counters::{Counters, Outcome};
 use super::retry::delay_queue;
 use crate::broker::{self, BrokerError, Publisher};
 use crate::config::WorkerDef;
@@ -53,11 +54,13 @@ pub struct Handler {
     pub caller: Caller,
     /// Fired when waiting for the store must give up (hard stop).
     pub hard_stop: tokio_util::sync::CancellationToken,
+    pub counters: Arc<Counters>,
 }
 
 impl Handler {
     pub async fn handle(&self, delivery: &Delivery, publisher: &Publisher) -> Verdict {
-        match Message::parse(&delivery.body) {
+        self.counters.started();
+        let verdict = match Message::parse(&delivery.body) {
             Ok(message) => {
                 let span = tracing::info_span!("message", executionId = %message.execution_id());
                 self.process(message, delivery, publisher)
@@ -65,7 +68,9 @@ impl Handler {
                     .await
             }
             Err(reason) => self.park_malformed(delivery, reason).await,
-        }
+        };
+        self.counters.finished();
+        verdict
     }
 
     async fn process(
@@ -146,6 +151,7 @@ impl Handler {
             };
             let started = Instant::now();
             let result = self.caller.call(&service.def, message.body(), ctx).await;
+            self.counters.service_call(&service.id, started.elapsed());
             debug!(service = %service.id, elapsed_ms = started.elapsed().as_millis() as u64, ok = result.is_ok(), "service called");
             last = Some(result.map_err(|error| Failure {
                 service: service.id.clone(),
@@ -179,7 +185,7 @@ impl Handler {
         }
         let elapsed_ms = clock.elapsed().as_millis() as u64;
         info!(elapsed_ms, services_ms, store_ms, "done");
-        Verdict::Ack
+        self.counted(Outcome::Processed)
     }
 
     /// The result this worker recorded for the execution, if it already completed it.
@@ -260,7 +266,7 @@ impl Handler {
             .publish(&queue, body, broker::properties(&headers))
             .await
         {
-            Ok(()) => Verdict::Ack,
+            Ok(()) => self.counted(Outcome::Retried),
             Err(e) => {
                 warn!("could not schedule the retry, message goes back to the queue: {e}");
                 Verdict::Requeue
@@ -295,7 +301,7 @@ impl Handler {
             .persist(|| self.store.record_stage(message.execution_id(), &stage))
             .await
         {
-            Ok(()) => Verdict::Ack,
+            Ok(()) => self.counted(Outcome::Parked),
             Err(verdict) => verdict,
         }
     }
@@ -315,9 +321,15 @@ impl Handler {
             last_failed_at: now,
         };
         match self.persist(|| self.store.park(&parked)).await {
-            Ok(()) => Verdict::Ack,
+            Ok(()) => self.counted(Outcome::Parked),
             Err(verdict) => verdict,
         }
+    }
+
+    /// Counts the outcome of a message about to be acked.
+    fn counted(&self, outcome: Outcome) -> Verdict {
+        self.counters.outcome(outcome);
+        Verdict::Ack
     }
 
     /// Runs a store operation until it succeeds: an unavailable store is waited for (with

@@ -2,6 +2,7 @@
 //! connecting, consuming, settling deliveries, reconnecting after a lost connection and
 //! draining on stop; `handler` decides what happens to each message.
 
+mod counters;
 mod handler;
 mod retry;
 
@@ -16,6 +17,7 @@ use amqprs::channel::{
 use tokio::task::JoinSet;
 use tracing::{error, info, warn};
 
+pub use counters::{report, Counters, Histogram, Totals, BUCKETS, REPORT_ENV};
 pub use handler::{Delivery, Handler, Verdict, ATTEMPT_HEADER, REFORWARD_HEADER};
 pub use retry::{delay_queue, RetryPolicy};
 
