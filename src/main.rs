@@ -29,7 +29,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// The daemon: keeps the replicas of every workers.d file running (the default)
+    /// The daemon: HTTP API, job scheduler, and the replicas of every workers.d file (the default)
     Run,
     /// Run one replica of worker NAME in the foreground (Ctrl-C drains and exits)
     Worker {

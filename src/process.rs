@@ -13,6 +13,13 @@ use tokio::process::{Child, Command};
 pub fn command(program: &Path, args: &[String]) -> Command {
     let mut command = Command::new(program);
     command.args(args).process_group(0).kill_on_drop(true);
+    // SAFETY: one syscall between fork and exec. The program dies with the dpsd process
+    // that started it, even one killed with SIGKILL.
+    unsafe {
+        command.pre_exec(|| {
+            nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(std::io::Error::from)
+        });
+    }
     command
 }
 

@@ -40,7 +40,7 @@ pub async fn replay_one(store: &dyn Store, outbox: &Outbox, id: &str) -> Result<
         .publish(&parked.queue, body)
         .await
         .map_err(|e| publish_error(e.to_string()))?;
-    store.delete_failed(id).await?;
+    store.delete_failed(id, Some(parked.last_failed_at)).await?;
     tracing::info!(id, queue = %parked.queue, executionId = parked.execution_id.as_deref().unwrap_or("-"), "replayed");
     Ok(())
 }

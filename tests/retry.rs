@@ -146,17 +146,17 @@ fn replay_from_the_cli_after_the_service_is_mended() {
     let (queue, flag) = mendable(&env, "w");
     env.start_worker("w");
     env.wait_consuming("w", 1);
-    let ids: Vec<String> = (0..20)
+    let ids: Vec<String> = (0..22)
         .map(|i| env.send(&queue, &format!(r#"{{"n": {i}}}"#)))
         .collect();
-    wait_for("20 parked", Duration::from_secs(60), || {
-        env.parked().len() == 20
+    wait_for("22 parked", Duration::from_secs(60), || {
+        env.parked().len() == 22
     });
 
     let out = env.run(&["failed", "list", "--worker", "w", "--limit", "5"]);
     assert!(out.status.success());
     assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 5);
-    assert!(String::from_utf8_lossy(&out.stderr).contains("5 of 20"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("5 of 22"));
 
     // One replayed alone, then delete one, then the rest in bulk.
     std::fs::write(&flag, "").expect("mend");
@@ -181,7 +181,7 @@ fn replay_from_the_cli_after_the_service_is_mended() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("replayed 18, failed 0"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("replayed 20, failed 0"));
     env.wait_done(&ids[2..], 1, Duration::from_secs(60));
     assert!(env.parked().is_empty(), "replayed messages leave the store");
     let state = env.execution(&ids[5]).expect("state");

@@ -232,16 +232,25 @@ async fn parked_messages_upsert_list_page_and_delete(store: &dyn Store) {
         (page.total, page.items.len(), page.items[0].id.as_str()),
         (3, 2, "p1")
     );
-    assert!(store.delete_failed("p1").await.expect("delete"));
-    assert!(!store.delete_failed("p1").await.expect("delete"));
+    assert!(store.delete_failed("p1", None).await.expect("delete"));
+    assert!(!store.delete_failed("p1", None).await.expect("delete"));
     assert!(store.failed("p1").await.expect("read").is_none());
+    // A replay's delete leaves an entry that failed again meanwhile.
+    assert!(
+        !store.delete_failed("p2", Some(t0)).await.expect("delete"),
+        "p2 failed at t0+2s"
+    );
+    assert!(store
+        .delete_failed("p2", Some(t0 + Duration::seconds(2)))
+        .await
+        .expect("delete"));
     assert_eq!(
         store
             .list_failed(Some("a"), 10, 0)
             .await
             .expect("list")
             .total,
-        2
+        1
     );
 }
 

@@ -241,3 +241,23 @@ fn a_slow_service_does_not_serialise_the_replica() {
     }
     assert!(most >= 4, "at most {most} messages were in service at once");
 }
+
+#[test]
+fn a_deleted_queue_is_declared_again_and_consumed() {
+    let env = TestEnv::new("queuedeleted");
+    let queue = env.queue("in");
+    env.write_worker(
+        "w",
+        &format!("queue: {queue}\njob_state: 1\nservices: [integration_test_service1]\n"),
+    );
+    env.start_worker("w");
+    env.wait_consuming("w", 1);
+    env.delete_queue(&queue);
+    env.wait_consuming("w", 2);
+    let id = env.send(&queue, "{}");
+    env.wait_done(std::slice::from_ref(&id), 1, Duration::from_secs(20));
+    assert!(
+        env.worker_log("w").contains("consumer"),
+        "the cancel was seen and handled"
+    );
+}

@@ -69,7 +69,7 @@ async fn replay_many(
 
 #[delete("/api/failed/{id}")]
 async fn remove(state: web::Data<State>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    if state.store.delete_failed(&id).await? {
+    if state.store.delete_failed(&id, None).await? {
         Ok(HttpResponse::Ok().json(serde_json::json!({"ok": true})))
     } else {
         Err(ApiError::NotFound(format!(

@@ -9,11 +9,15 @@ pub use publisher::Publisher;
 
 use std::collections::BTreeMap;
 
-use amqprs::callbacks::DefaultConnectionCallback;
+use std::sync::Arc;
+
+use amqprs::callbacks::{ChannelCallback, DefaultConnectionCallback};
 use amqprs::channel::{Channel, QueueDeclareArguments};
 use amqprs::connection::{Connection, OpenConnectionArguments};
-use amqprs::{BasicProperties, FieldTable, FieldValue};
+use amqprs::{Ack, BasicProperties, Cancel, CloseChannel, FieldTable, FieldValue, Nack, Return};
+use async_trait::async_trait;
 use percent_encoding::percent_decode_str;
+use tokio::sync::Notify;
 
 use crate::redact::redact_urls;
 use publisher::CONFIRM_TIMEOUT;
@@ -136,6 +140,56 @@ pub fn header(props: &BasicProperties, name: &str) -> Option<String> {
         FieldValue::I(n) => Some(n.to_string()),
         FieldValue::t(b) => Some(b.to_string()),
         _ => None,
+    }
+}
+
+/// Fires when the broker cancels the consumers of a channel (its queue was deleted) or
+/// closes the channel: either way the consumer must start over, or it would sit idle.
+pub async fn watch_channel(channel: &Channel) -> Result<Arc<Notify>, BrokerError> {
+    let notify = Arc::new(Notify::new());
+    channel
+        .register_callback(ChannelWatch(notify.clone()))
+        .await?;
+    Ok(notify)
+}
+
+struct ChannelWatch(Arc<Notify>);
+
+#[async_trait]
+impl ChannelCallback for ChannelWatch {
+    async fn close(
+        &mut self,
+        _channel: &Channel,
+        close: CloseChannel,
+    ) -> Result<(), amqprs::error::Error> {
+        tracing::warn!("consumer channel closed by RabbitMQ: {close}");
+        self.0.notify_one();
+        Ok(())
+    }
+    async fn cancel(
+        &mut self,
+        _channel: &Channel,
+        _cancel: Cancel,
+    ) -> Result<(), amqprs::error::Error> {
+        self.0.notify_one();
+        Ok(())
+    }
+    async fn flow(
+        &mut self,
+        _channel: &Channel,
+        active: bool,
+    ) -> Result<bool, amqprs::error::Error> {
+        Ok(active)
+    }
+    async fn publish_ack(&mut self, _channel: &Channel, _ack: Ack) {}
+    async fn publish_nack(&mut self, _channel: &Channel, _nack: Nack) {}
+    async fn publish_return(
+        &mut self,
+        _channel: &Channel,
+        _ret: Return,
+        _props: BasicProperties,
+        _content: Vec<u8>,
+    ) {
     }
 }
 

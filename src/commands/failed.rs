@@ -25,6 +25,9 @@ pub async fn failed_list(
     skip: u64,
     json: bool,
 ) -> Result<(), Failure> {
+    if !(1..=1000).contains(&limit) {
+        return Err(Failure::Usage("--limit must be between 1 and 1000".into()));
+    }
     let (config, store) = open(global).await?;
     let page = store
         .list_failed(worker, limit, skip)
@@ -101,7 +104,10 @@ async fn replay(store: &dyn Store, outbox: &Outbox, target: Target) -> Result<()
 
 pub async fn failed_delete(global: &Global, id: &str) -> Result<(), Failure> {
     let (_, store) = open(global).await?;
-    let deleted = store.delete_failed(id).await.map_err(anyhow::Error::from);
+    let deleted = store
+        .delete_failed(id, None)
+        .await
+        .map_err(anyhow::Error::from);
     store.close().await;
     if deleted? {
         println!("deleted {id}");

@@ -39,6 +39,9 @@ fn one() -> u32 {
     1
 }
 
+/// More attempts than this is a typo, not a policy (each distinct delay is a queue).
+const MAX_ATTEMPTS: u32 = 100;
+
 /// `retry:` as written; the defaults are SPEC 4.1's example.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -69,8 +72,11 @@ impl RetryFile {
         if self.max_attempts == 0 {
             return Err("retry.max_attempts must be at least 1 (the first attempt counts)".into());
         }
-        if self.delay.is_zero() {
-            return Err("retry.delay must be longer than zero".into());
+        if self.max_attempts > MAX_ATTEMPTS {
+            return Err(format!("retry.max_attempts must be at most {MAX_ATTEMPTS}"));
+        }
+        if self.delay < Duration::from_millis(1) {
+            return Err("retry.delay must be at least 1ms".into());
         }
         if !(self.backoff.is_finite() && self.backoff >= 1.0) {
             return Err(format!(

@@ -165,8 +165,10 @@ impl Scheduler {
             return Ok(());
         };
         let ours = host == hostname() && holder != self.host;
-        let alive = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok();
-        if ours && !alive {
+        // Only "no such process" means dead: EPERM is a live process of another user.
+        let gone = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None)
+            == Err(nix::errno::Errno::ESRCH);
+        if ours && gone {
             warn!(
                 job = name,
                 holder, "releasing the lock of a run whose dpsd process is gone"
@@ -295,8 +297,8 @@ impl Scheduler {
         name: &str,
         text: &str,
     ) -> Result<JobRecord, SchedulerError> {
-        let schedule = Schedule::parse(text).map_err(SchedulerError::BadSchedule)?;
         let def = self.def(name)?;
+        let schedule = Schedule::parse(text).map_err(SchedulerError::BadSchedule)?;
         let definition = JobDefinition {
             name: name.to_string(),
             schedule: schedule_text(&schedule),

@@ -99,12 +99,17 @@ fn with_day_names(text: &str) -> String {
         }
         if !number.is_empty() {
             match number.parse::<usize>().ok().and_then(|n| DAYS.get(n)) {
+                // `5-7`: a range may not wrap around to Sunday in saffron; spell it out.
+                Some(_) if !after_slash && number == "7" && named.ends_with('-') => {
+                    named.push_str("SAT,SUN")
+                }
                 Some(day) if !after_slash => named.push_str(day),
                 _ => named.push_str(&number),
             }
             number.clear();
         }
-        after_slash = c == '/';
+        // Step values (`*/2`) and nth-weekday counts (`MON#1`) stay numbers.
+        after_slash = c == '/' || c == '#';
         if c != ' ' {
             named.push(c);
         }
@@ -175,6 +180,9 @@ mod tests {
         assert_eq!(with_day_names("0 9 * * 0,6"), "0 9 * * SUN,SAT");
         assert_eq!(with_day_names("0 9 * * */2"), "0 9 * * */2");
         assert_eq!(with_day_names("0 9 * * 7"), "0 9 * * SUN");
+        assert_eq!(with_day_names("0 9 * * 5-7"), "0 9 * * FRI-SAT,SUN");
+        assert_eq!(with_day_names("0 9 * * MON#1"), "0 9 * * MON#1");
+        assert_eq!(with_day_names("0 9 * * 1#2"), "0 9 * * MON#2");
         // 2026-11-28 is a Saturday: a weekday job next fires on Monday the 30th.
         let weekdays = Schedule::parse("0 9 * * 1-5").expect("cron");
         let monday = at(9, 0, 0) + chrono::Duration::days(2);

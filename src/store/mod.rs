@@ -210,8 +210,14 @@ pub trait Store: Send + Sync {
         skip: u64,
     ) -> Result<FailedPage, StoreError>;
 
-    /// Removes a parked message; false when there was none with that id.
-    async fn delete_failed(&self, id: &str) -> Result<bool, StoreError>;
+    /// Removes a parked message; false when there was none with that id. With
+    /// `if_failed_at`, only if it has not failed again since (a replay must not delete the
+    /// entry of a message that came back and was parked anew meanwhile).
+    async fn delete_failed(
+        &self,
+        id: &str,
+        if_failed_at: Option<DateTime<Utc>>,
+    ) -> Result<bool, StoreError>;
 
     /// The job record, if the job is defined.
     async fn job(&self, name: &str) -> Result<Option<JobRecord>, StoreError>;

@@ -77,6 +77,7 @@ impl Worker {
         let args = BasicConsumeArguments::new(&def.queue, "")
             .manual_ack(true)
             .finish();
+        let cancelled = broker::watch_channel(&channel).await?;
         let (consumer_tag, mut deliveries) = channel.basic_consume_rx(args).await?;
         info!(queue = %def.queue, prefetch = def.prefetch, "consuming");
 
@@ -90,6 +91,7 @@ impl Worker {
                     None => break Some("the broker closed the consumer"),
                 },
                 Some(done) = in_flight.join_next() => report_panic(done),
+                _ = cancelled.notified() => break Some("RabbitMQ cancelled the consumer (was the queue deleted?)"),
                 _ = health.tick() => if !connection.is_open() || !channel.is_open() {
                     break Some("the connection to RabbitMQ was lost");
                 },

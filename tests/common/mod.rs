@@ -488,6 +488,21 @@ impl TestEnv {
     }
 
     /// Messages ready in a queue.
+    /// Deletes a queue (as an operator might, by mistake).
+    pub fn delete_queue(&self, queue: &str) {
+        let (url, queue) = (self.amqp_url.clone(), queue.to_string());
+        self.rt().block_on(async move {
+            let connection = connect(&url).await;
+            let channel = connection.open_channel(None).await.expect("channel");
+            channel
+                .queue_delete(QueueDeleteArguments::new(&queue))
+                .await
+                .expect("delete queue");
+            let _ = channel.close().await;
+            connection.close().await.expect("close connection");
+        });
+    }
+
     /// Messages ready in a queue; 0 when it does not exist (yet).
     pub fn depth(&self, queue: &str) -> u32 {
         let (url, queue) = (self.amqp_url.clone(), queue.to_string());

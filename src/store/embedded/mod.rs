@@ -238,10 +238,19 @@ impl Store for EmbeddedStore {
         Ok(FailedPage { items, total })
     }
 
-    async fn delete_failed(&self, id: &str) -> Result<bool, StoreError> {
-        let id = id.to_string();
+    async fn delete_failed(
+        &self,
+        id: &str,
+        if_failed_at: Option<DateTime<Utc>>,
+    ) -> Result<bool, StoreError> {
+        let (id, at) = (id.to_string(), if_failed_at.map(ts));
         let deleted = self
-            .write(move |c| c.execute("DELETE FROM failed_messages WHERE id = ?1", [&id]))
+            .write(move |c| {
+                c.execute(
+                    "DELETE FROM failed_messages WHERE id = ?1 AND (?2 IS NULL OR last_failed_at = ?2)",
+                    params![id, at],
+                )
+            })
             .await?;
         Ok(deleted == 1)
     }
@@ -349,6 +358,15 @@ impl Store for EmbeddedStore {
         })
         .await
         .map(drop)
+    }
+
+    /// Folds the write-ahead log back into the main file, so that `dpsd.sqlite` alone holds
+    /// everything once dpsd has stopped (a plain file copy is then a backup). Another process
+    /// still using the file may keep part of the log: that is fine, the last one folds it.
+    async fn close(&self) {
+        let _ = self
+            .read(|c| c.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)"))
+            .await;
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -65,11 +65,16 @@ pub async fn list(
     Ok(FailedPage { items, total })
 }
 
-pub async fn delete(failed: &Collection<Document>, id: &str) -> Result<bool, StoreError> {
-    let result = failed
-        .delete_one(doc! {"_id": id})
-        .await
-        .map_err(classify)?;
+pub async fn delete(
+    failed: &Collection<Document>,
+    id: &str,
+    if_failed_at: Option<chrono::DateTime<chrono::Utc>>,
+) -> Result<bool, StoreError> {
+    let mut filter = doc! {"_id": id};
+    if let Some(at) = if_failed_at {
+        filter.insert("lastFailedAt", bson::DateTime::from_chrono(at));
+    }
+    let result = failed.delete_one(filter).await.map_err(classify)?;
     Ok(result.deleted_count == 1)
 }
 

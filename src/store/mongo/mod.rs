@@ -119,8 +119,12 @@ impl Store for MongoStore {
         failed::list(&self.failed, worker, limit, skip).await
     }
 
-    async fn delete_failed(&self, id: &str) -> Result<bool, StoreError> {
-        failed::delete(&self.failed, id).await
+    async fn delete_failed(
+        &self,
+        id: &str,
+        if_failed_at: Option<DateTime<Utc>>,
+    ) -> Result<bool, StoreError> {
+        failed::delete(&self.failed, id, if_failed_at).await
     }
 
     async fn job(&self, name: &str) -> Result<Option<JobRecord>, StoreError> {
