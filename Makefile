@@ -14,9 +14,10 @@ BINARY ?= target/release/dpsd
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
-test: ## fmt check, clippy -D warnings, then all tests against real servers
+test: ## fmt check, clippy -D warnings, then all tests against real servers and headless Chromium
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
+	scripts/ensure-browser.sh
 	scripts/test-services.sh $(CARGO) test --all-targets --no-fail-fast -- $(TEST_ARGS)
 
 run: release services ## the daemon with the shipped example chain on the embedded store (starts RabbitMQ if needed)

@@ -2,6 +2,7 @@
 //! `{"error": ...}`, Basic auth on everything but `/health`.
 
 mod auth;
+mod dashboard;
 mod error;
 mod failed;
 mod jobs;
@@ -63,6 +64,7 @@ pub fn serve(settings: &ApiSettings, state: State) -> anyhow::Result<ServerHandl
             .configure(failed::routes)
             .configure(workers::routes)
             .configure(metrics::routes)
+            .configure(dashboard::routes)
             .configure(system::routes)
             .default_service(web::to(not_found))
     })
