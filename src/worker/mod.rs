@@ -15,7 +15,7 @@ use amqprs::channel::{
     BasicQosArguments, Channel,
 };
 use tokio::task::JoinSet;
-use tracing::{error, info, warn};
+use tracing::{error, info, warn, Instrument};
 
 pub use counters::{report, Counters, Histogram, Totals, BUCKETS, REPORT_ENV};
 pub use handler::{Delivery, Handler, Verdict, ATTEMPT_HEADER, REFORWARD_HEADER};
@@ -134,10 +134,14 @@ impl Worker {
         let handler = self.handler.clone();
         let channel = channel.clone();
         let publisher = publisher.clone();
-        in_flight.spawn(async move {
-            let verdict = handler.handle(&delivery, &publisher).await;
-            settle(&channel, tag, verdict).await;
-        });
+        // In the worker's span, so every message line names the worker and the replica.
+        in_flight.spawn(
+            async move {
+                let verdict = handler.handle(&delivery, &publisher).await;
+                settle(&channel, tag, verdict).await;
+            }
+            .in_current_span(),
+        );
     }
 
     /// Stops consuming and lets the messages in hand finish (until a hard stop).

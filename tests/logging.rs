@@ -1,0 +1,69 @@
+//! Logs (SPEC 8): JSON lines that carry the worker, the replica and the executionId, and
+//! never a password.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{wait_for, TestEnv};
+use serde_json::Value;
+
+#[test]
+fn json_lines_name_the_worker_replica_and_execution() {
+    let env = TestEnv::new("jsonlog");
+    let main = std::fs::read_to_string(env.config_path()).expect("main");
+    let main = main.replace("log:\n", "log:\n  format: json\n");
+    std::fs::write(env.config_path(), main).expect("write");
+    let queue = env.queue("in");
+    env.write_worker(
+        "w",
+        &format!("queue: {queue}\njob_state: 1\nservices: [integration_test_service1]\n"),
+    );
+    env.start_worker("w");
+    env.wait_consuming("w", 1);
+    let id = env.send(&queue, "{}");
+    env.wait_done(std::slice::from_ref(&id), 1, Duration::from_secs(20));
+    wait_for("the done line", Duration::from_secs(10), || {
+        env.worker_log("w").contains(&id)
+    });
+    let lines: Vec<Value> = env
+        .worker_log("w")
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON line ({e}): {l}")))
+        .collect();
+    let done = lines
+        .iter()
+        .find(|l| l["message"] == "done")
+        .expect("a done line");
+    let text = done.to_string();
+    assert!(
+        text.contains(r#""worker":"w""#) && text.contains(r#""replica":0"#),
+        "{text}"
+    );
+    assert!(text.contains(&format!(r#""executionId":"{id}""#)), "{text}");
+}
+
+#[test]
+fn passwords_never_reach_the_log() {
+    let env = TestEnv::new("redact");
+    env.write_main("");
+    let main = std::fs::read_to_string(env.config_path()).expect("main");
+    // A broker that refuses the connection: the error names the URL.
+    let port = common::free_port();
+    let main = main.replace(
+        &env.amqp_url,
+        &format!("amqp://guest:s3cretpw@127.0.0.1:{port}/%2f"),
+    );
+    std::fs::write(env.config_path(), main).expect("write");
+    env.write_worker(
+        "w",
+        "queue: q\njob_state: 1\nservices: [integration_test_service1]\n",
+    );
+    env.start_worker("w");
+    wait_for("a connection error logged", Duration::from_secs(20), || {
+        env.worker_log("w").contains("reconnecting")
+    });
+    let log = env.worker_log("w");
+    assert!(log.contains("guest:***@127.0.0.1"), "{log}");
+    assert!(!log.contains("s3cretpw"), "{log}");
+}
