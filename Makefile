@@ -2,6 +2,7 @@
 #   make test TEST_ARGS='restart --nocapture'
 CARGO ?= cargo
 TEST_ARGS ?=
+BENCH_ARGS ?=
 # install locations; DESTDIR stages a package tree
 PREFIX ?= /usr/local
 DESTDIR ?=
@@ -9,7 +10,7 @@ SYSCONFDIR ?= /etc
 UNITDIR ?= /etc/systemd/system
 BINARY ?= target/release/dpsd
 
-.PHONY: help run test services mongo install release clean
+.PHONY: help run test bench services mongo install release clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -22,6 +23,10 @@ test: ## fmt check, clippy -D warnings, then all tests against real servers and 
 
 run: release services ## the daemon with the shipped example chain on the embedded store (starts RabbitMQ if needed)
 	$(BINARY) --config etc/dpsd.yaml run
+
+bench: ## the chain against a bare amqprs relay, embedded and MongoDB-wire; writes docs/BENCHMARKS.md (BENCH_ARGS='--n 20000')
+	$(CARGO) build --release --bins --examples
+	DPSD_TEST_RESTARTABLE_AMQP_URL= scripts/test-services.sh python3 tools/bench.py $(BENCH_ARGS)
 
 services: ## make sure RabbitMQ answers on 127.0.0.1:5672 (installing it when missing)
 	scripts/ensure-rabbitmq.sh

@@ -1,0 +1,248 @@
+#!/usr/bin/env python3
+"""`make bench`: the two-stage chain against a bare amqprs relay doing the same broker work,
+all in one run on the local RabbitMQ, and the figures written to docs/BENCHMARKS.md.
+
+  1. the limit: examples/relay.rs (publish N, relay with confirms, ack) -> messages/s;
+  2. dpsd: the same N through the example chain (builtin constant services, job state
+     written) under `dpsd run`, on the embedded store and (when DPSD_TEST_MONGODB_URI is
+     set, as scripts/test-services.sh does) on the MongoDB-wire server, replicas 1 and 2;
+  3. paced: RATE msg/s for SECONDS on the embedded store: end-to-end latency from publish
+     to the final state written (p50, p99, max).
+For each dpsd run: messages/s, the fraction of the relay, CPU seconds of dpsd and of the
+broker per 10,000 messages, and the peak resident memory of a replica.
+
+usage: bench.py [--n N] [--prefetch P] [--rate R] [--seconds S] [--out FILE]
+"""
+import argparse, calendar, json, os, sqlite3, statistics, subprocess, tempfile, time, urllib.request, uuid
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DPSD = os.path.join(ROOT, "target", "release", "dpsd")
+RELAY = os.path.join(ROOT, "target", "release", "examples", "relay")
+AMQP = os.environ.get("DPSD_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2f")
+MONGO = os.environ.get("DPSD_TEST_MONGODB_URI")
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def free_port():
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def cpu_seconds(pids):
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+        except (FileNotFoundError, IndexError):
+            pass
+    return total / TICK
+
+
+def children(pid):
+    """Child processes of `pid`, whichever of its threads started them."""
+    found = []
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{task}/children") as f:
+                found += [int(p) for p in f.read().split()]
+        except FileNotFoundError:
+            pass
+    return found
+
+
+def peak_rss_mb(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def broker_pids():
+    out = subprocess.run(["pgrep", "-f", "beam.smp"], capture_output=True, text=True).stdout
+    return [int(p) for p in out.split()]
+
+
+class Chain:
+    """A scratch configuration with the example chain, run by `dpsd run`."""
+
+    def __init__(self, store, replicas, prefetch):
+        self.id = uuid.uuid4().hex[:8]
+        self.dir = tempfile.mkdtemp(prefix="dpsd-bench-")
+        self.q1, self.q2 = f"bench_{self.id}.stage1", f"bench_{self.id}.stage2"
+        self.replicas, self.store, self.daemon = replicas, store, None
+        self.port = free_port()
+        os.makedirs(f"{self.dir}/workers.d")
+        os.makedirs(f"{self.dir}/jobs.d")
+        store_yaml = f'mongodb: {{uri: "{MONGO}", database: bench_{self.id}}}' if store == "mongodb" else "state_dir: state"
+        with open(f"{self.dir}/dpsd.yaml", "w") as f:
+            f.write(f"""amqp: {{url: "{AMQP}", prefetch: {prefetch}}}
+{store_yaml}
+api: {{listen: "127.0.0.1:{self.port}"}}
+log: {{level: warn}}
+workers_dir: workers.d
+services:
+  s1: {{builtin: constant, value: test1}}
+  s2: {{builtin: constant, value: test2_0}}
+  s2_1: {{builtin: constant, value: test2_1}}
+""")
+        with open(f"{self.dir}/workers.d/w1.yaml", "w") as f:
+            f.write(f"queue: {self.q1}\nfollow_queue: {self.q2}\njob_state: 1\nreplicas: {replicas}\nservices: [s1]\n")
+        with open(f"{self.dir}/workers.d/w2.yaml", "w") as f:
+            f.write(f"queue: {self.q2}\njob_state: 2\nreplicas: {replicas}\nservices: [s2, s2_1]\n")
+
+    def start(self):
+        self.daemon = subprocess.Popen([DPSD, "--config", f"{self.dir}/dpsd.yaml", "run"], stderr=open(f"{self.dir}/log", "w"))
+        deadline = time.time() + 60
+        while self.consumers() < 2 * self.replicas:
+            assert time.time() < deadline, "the chain did not start"
+            time.sleep(0.2)
+
+    def api(self, path):
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=5) as r:
+            return json.load(r)
+
+    def consumers(self):
+        try:
+            return sum((w.get("queueStats") or {}).get("consumers", 0) for w in self.api("/api/workers"))
+        except OSError:
+            return 0
+
+    def processed(self):
+        workers = {w["name"]: w for w in self.api("/api/workers")}
+        return workers["w2"]["counters"]["processed"] if "w2" in workers else 0
+
+    def stop(self):
+        if self.daemon:
+            self.daemon.terminate()
+            self.daemon.wait(timeout=60)
+        for queue in (self.q1, self.q2):
+            subprocess.run(["rabbitmqctl", "-q", "delete_queue", queue], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+        subprocess.run(["rm", "-rf", self.dir])
+
+
+def throughput(store, replicas, n, prefetch, relay_rate):
+    chain = Chain(store, replicas, prefetch)
+    try:
+        return measure(chain, n, relay_rate)
+    finally:
+        chain.stop()
+
+
+def measure(chain, n, relay_rate):
+    chain.start()
+    pids, broker = [chain.daemon.pid] + children(chain.daemon.pid), broker_pids()
+    cpu0, bcpu0 = cpu_seconds(pids), cpu_seconds(broker)
+    started = time.time()
+    subprocess.run([DPSD, "--config", f"{chain.dir}/dpsd.yaml", "send", chain.q1, '{"mydata": {}}', "--count", str(n)],
+                   stdout=subprocess.DEVNULL, check=True)
+    deadline = time.time() + 600
+    while chain.processed() < n:
+        assert time.time() < deadline, "the chain did not finish"
+        time.sleep(0.05)
+    seconds = time.time() - started
+    cpu, bcpu = cpu_seconds(pids) - cpu0, cpu_seconds(broker) - bcpu0
+    rss = max(peak_rss_mb(p) for p in children(chain.daemon.pid))
+    rate = n / seconds
+    return {
+        "run": f"dpsd, {chain.store}, replicas {chain.replicas}", "n": n, "per_second": rate, "of_relay": rate / relay_rate,
+        "dpsd_cpu_per_10k": cpu * 10_000 / n, "broker_cpu_per_10k": bcpu * 10_000 / n, "replica_peak_mb": rss,
+    }
+
+
+def paced(rate, seconds, prefetch):
+    chain = Chain("embedded", 1, prefetch)
+    try:
+        return measure_latency(chain, rate, seconds)
+    finally:
+        chain.stop()
+
+
+def measure_latency(chain, rate, seconds):
+    chain.start()
+    subprocess.run([RELAY, AMQP, "pace", chain.q1, str(rate), str(seconds)], check=True)
+    n = rate * seconds
+    deadline = time.time() + 120
+    while chain.processed() < n:
+        assert time.time() < deadline, "the paced run did not finish"
+        time.sleep(0.2)
+    db = sqlite3.connect(f"{chain.dir}/state/dpsd.sqlite")
+    latencies = []
+    for execution_id, updated in db.execute("SELECT execution_id, updated_at FROM job_state WHERE state = 2"):
+        sent_ms = int(execution_id.split("-")[1])
+        done_ms = calendar.timegm(time.strptime(updated[:19], "%Y-%m-%dT%H:%M:%S")) * 1000 + int(updated[20:23])
+        latencies.append(done_ms - sent_ms)
+    db.close()
+    latencies.sort()
+    pick = lambda q: latencies[min(len(latencies) - 1, int(q * len(latencies)))]
+    return {"rate": rate, "messages": len(latencies), "p50": pick(0.50), "p99": pick(0.99), "max": latencies[-1]}
+
+
+def relay(n, prefetch):
+    out = subprocess.run([RELAY, AMQP, str(n), str(prefetch)], capture_output=True, text=True, check=True).stdout
+    return json.loads(out)["per_second"]
+
+
+def write(args, rows, latency):
+    table = ["| run | messages | msg/s | of relay | dpsd CPU s / 10k msg | broker CPU s / 10k msg | replica peak RSS |",
+             "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        num = lambda k: f"{r[k]:.1f}" if k in r else ""
+        rss = f"{r['replica_peak_mb']:.1f} MB" if "replica_peak_mb" in r else ""
+        table.append(f"| {r['run']} | {r['n']:,} | {r['per_second']:,.0f} | {r['of_relay']:.2f} | "
+                     f"{num('dpsd_cpu_per_10k')} | {num('broker_cpu_per_10k')} | {rss} |")
+    section = "\n".join([
+        "## `make bench` (latest run)",
+        "",
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {os.cpu_count()} cores, release build, "
+        f"prefetch {args.prefetch}; the MongoDB-wire runs use SecantusDB (slow on writes) with fewer "
+        "messages. Messages per second from the first publish to the last message through stage 2; "
+        "the relay is the median of three runs.",
+        "",
+        *table,
+        "",
+        f"Paced run on the embedded store, {latency['rate']} msg/s for {args.seconds} s "
+        f"({latency['messages']} messages), publish to final state written: "
+        f"p50 {latency['p50']:.0f} ms, p99 {latency['p99']:.0f} ms, max {latency['max']:.0f} ms.",
+        "",
+    ])
+    with open(args.out) as f:
+        text = f.read()
+    start = text.find("## `make bench` (latest run)")
+    if start >= 0:
+        end = text.find("\n## ", start + 1)
+        text = text[:start] + section + (text[end + 1:] if end >= 0 else "")
+    else:
+        first = text.find("\n## ")
+        text = text[:first + 1] + section + "\n" + text[first + 1:] if first >= 0 else text + "\n" + section
+    with open(args.out, "w") as f:
+        f.write(text)
+    print(section)
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--n", type=int, default=10_000)
+    parser.add_argument("--prefetch", type=int, default=50)
+    parser.add_argument("--rate", type=int, default=500)
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--out", default=os.path.join(ROOT, "docs", "BENCHMARKS.md"))
+    args = parser.parse_args()
+    limit = statistics.median(relay(args.n, args.prefetch) for _ in range(3))
+    rows = [{"run": "bare amqprs relay (the limit)", "n": args.n, "per_second": limit, "of_relay": 1.0}]
+    for store in ["embedded"] + (["mongodb"] if MONGO else []):
+        for replicas in (1, 2):
+            n = args.n if store == "embedded" else min(args.n, 2000)
+            rows.append(throughput(store, replicas, n, args.prefetch, limit))
+            print(rows[-1], flush=True)
+    latency = paced(args.rate, args.seconds, args.prefetch)
+    print(latency, flush=True)
+    write(args, rows, latency)
+
+
+if __name__ == "__main__":
+    main()
