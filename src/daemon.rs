@@ -116,7 +116,10 @@ async fn poll_queues(
             Ok(now) => {
                 stats.send_replace(now);
             }
-            Err(e) => warn!("cannot read queue depths: {e}"),
+            Err(e) => {
+                warn!("cannot read queue depths: {e}");
+                stats.send_replace(BTreeMap::new());
+            }
         }
     }
 }

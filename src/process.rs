@@ -15,9 +15,17 @@ pub fn command(program: &Path, args: &[String]) -> Command {
     command.args(args).process_group(0).kill_on_drop(true);
     // SAFETY: one syscall between fork and exec. The program dies with the dpsd process
     // that started it, even one killed with SIGKILL.
+    let parent = nix::unistd::getpid();
     unsafe {
-        command.pre_exec(|| {
-            nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(std::io::Error::from)
+        command.pre_exec(move || {
+            nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(std::io::Error::from)?;
+            // dpsd may have died before that line: then do not start an orphan.
+            if nix::unistd::getppid() != parent {
+                return Err(std::io::Error::other(
+                    "dpsd exited while starting the program",
+                ));
+            }
+            Ok(())
         });
     }
     command

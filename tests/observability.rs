@@ -95,6 +95,24 @@ fn metrics_count_the_messages_of_a_chain_run() {
         Some(10.0)
     );
 
+    // Scaling down keeps the counts of the replica that stopped.
+    env.write_worker("w2", &format!("queue: {stage2}\njob_state: 2\nreplicas: 1\nservices: [integration_test_service2, integration_test_service2_1]\n"));
+    wait_for("w2 scaled to one", Duration::from_secs(20), || {
+        sample(&scrape(&env), r#"dpsd_replicas_running{worker="w2"}"#) == Some(1.0)
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        sample(
+            &scrape(&env),
+            r#"dpsd_messages_processed_total{worker="w2"}"#
+        ),
+        Some(10.0)
+    );
+    env.write_worker("w2", &format!("queue: {stage2}\njob_state: 2\nreplicas: 2\nservices: [integration_test_service2, integration_test_service2_1]\n"));
+    wait_for("w2 back to two", Duration::from_secs(20), || {
+        sample(&scrape(&env), r#"dpsd_replicas_running{worker="w2"}"#) == Some(2.0)
+    });
+
     let workers: Value = Client::new()
         .get(env.api("/api/workers"))
         .send()

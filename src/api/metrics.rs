@@ -67,7 +67,7 @@ fn families(state: &State) -> Vec<MetricFamily> {
         ),
         counter(
             "dpsd_messages_failed_total",
-            "Messages whose services failed (retried or parked).",
+            "Failed attempts: each retry and each parking counts (a malformed body too).",
             per_worker(&|w| w.counters.failed as f64),
         ),
         counter(

@@ -16,11 +16,10 @@ pub struct Outbox {
     line: Mutex<Option<Line>>,
 }
 
-/// An open connection with its publish channel and the queues declared on it.
+/// An open connection with its publish channel.
 struct Line {
     connection: Connection,
     publisher: Publisher,
-    declared: std::collections::HashSet<String>,
 }
 
 impl Outbox {
@@ -50,17 +49,17 @@ impl Outbox {
         self.connected().await.is_ok()
     }
 
+    /// The publisher, after declaring `queue` (durable, idempotent). Declared on every
+    /// publish rather than once per connection: a queue deleted meanwhile is created again
+    /// instead of the message going nowhere. The daemon publishes rarely; it costs little.
     async fn publisher_for(&self, queue: &str) -> Result<Publisher, BrokerError> {
         let mut line = self.connected().await?;
         let Some(open) = line.as_mut() else {
             return Err(BrokerError::Lost("no connection"));
         };
-        if !open.declared.contains(queue) {
-            if let Err(e) = declare_queue(open.publisher.channel(), queue).await {
-                line.take();
-                return Err(e);
-            }
-            open.declared.insert(queue.to_string());
+        if let Err(e) = declare_queue(open.publisher.channel(), queue).await {
+            line.take();
+            return Err(e);
         }
         Ok(open.publisher.clone())
     }
@@ -76,7 +75,6 @@ impl Outbox {
             *line = Some(Line {
                 connection,
                 publisher,
-                declared: Default::default(),
             });
         }
         Ok(line)

@@ -10,7 +10,7 @@ use crate::services::Caller;
 use crate::shutdown::Shutdown;
 use crate::store;
 use crate::supervisor::WORKER_YAML;
-use crate::worker::{report, Counters, Handler, Worker};
+use crate::worker::{report, report_once, Counters, Handler, Worker};
 
 /// Runs until SIGINT or SIGTERM, then drains the messages in hand and returns.
 pub async fn worker(global: &Global, name: &str, replica: u32) -> Result<(), Failure> {
@@ -39,6 +39,8 @@ pub async fn worker(global: &Global, name: &str, replica: u32) -> Result<(), Fai
             replica,
         };
         worker.run(&shutdown).await;
+        // The last counts, with what the drain finished, before stdout closes.
+        report_once(&worker.handler.counters.totals());
         store.close().await;
         tracing::info!("stopped");
         Ok(())

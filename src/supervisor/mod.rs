@@ -49,10 +49,11 @@ enum Event {
     /// A replica's counts so far (a line on its stdout).
     Report {
         worker: String,
-        replica: u32,
         generation: u64,
         totals: Totals,
     },
+    /// The replica closed its stdout (it exited): its last counts are final.
+    ReportsEnded { generation: u64 },
 }
 
 /// One worker as the supervisor runs it.
@@ -67,7 +68,8 @@ struct WorkerRun {
 }
 
 impl WorkerRun {
-    fn report(&self) -> WorkerReport {
+    /// The worker's state; `live` are the last counts of its replica processes now alive.
+    fn report<'a>(&self, live: impl Iterator<Item = &'a Totals>) -> WorkerReport {
         let pids: Vec<u32> = self.slots.values().filter_map(|s| s.pid).collect();
         let retry = self.def.retry.as_ref().map(|r| {
             serde_json::json!({
@@ -90,13 +92,10 @@ impl WorkerRun {
             restarts: self.restarts,
             last_exit: self.last_exit.clone(),
             config_error: self.config_error.clone(),
-            counters: self
-                .slots
-                .values()
-                .fold(self.retired.clone(), |mut sum, slot| {
-                    sum.add(&slot.totals);
-                    sum
-                }),
+            counters: live.fold(self.retired.clone(), |mut sum, totals| {
+                sum.add(totals);
+                sum
+            }),
         }
     }
 }
@@ -109,8 +108,6 @@ struct Slot {
     pid: Option<u32>,
     started: Instant,
     failures_in_row: u32,
-    /// The replica's last report of its counts.
-    totals: Totals,
 }
 
 pub struct Supervisor {
@@ -124,6 +121,8 @@ pub struct Supervisor {
     generation: u64,
     events: mpsc::UnboundedSender<Event>,
     status: watch::Sender<WorkersSnapshot>,
+    /// The last counts of every replica process alive (retiring ones too), by generation.
+    counts: HashMap<u64, (String, Totals)>,
 }
 
 /// How the supervisor is tied into the daemon.
@@ -157,6 +156,7 @@ impl Supervisor {
             generation: 0,
             events,
             status,
+            counts: HashMap::new(),
         };
         supervisor.reload(true);
         let _ = started.send(());
@@ -177,7 +177,14 @@ impl Supervisor {
         let snapshot: WorkersSnapshot = self
             .workers
             .iter()
-            .map(|(name, run)| (name.clone(), run.report()))
+            .map(|(name, run)| {
+                let live = self
+                    .counts
+                    .values()
+                    .filter(|(w, _)| w == name)
+                    .map(|(_, t)| t);
+                (name.clone(), run.report(live))
+            })
             .collect();
         self.status.send_if_modified(|current| {
             let changed = *current != snapshot;
@@ -308,7 +315,6 @@ impl Supervisor {
             pid,
             started: Instant::now(),
             failures_in_row,
-            totals: Totals::default(),
         };
         let Some(run) = self.workers.get_mut(name) else {
             return;
@@ -385,16 +391,18 @@ impl Supervisor {
             }
             Event::Report {
                 worker,
-                replica,
                 generation,
                 totals,
             } => {
-                let slot = self
-                    .workers
-                    .get_mut(&worker)
-                    .and_then(|r| r.slots.get_mut(&replica));
-                if let Some(slot) = slot.filter(|s| s.generation == generation) {
-                    slot.totals = totals;
+                self.counts.insert(generation, (worker, totals));
+            }
+            Event::ReportsEnded { generation } => {
+                // Reports and their end come down one pipe in order: nothing is counted
+                // twice, and a draining replica's last messages are not lost.
+                if let Some((worker, totals)) = self.counts.remove(&generation) {
+                    if let Some(run) = self.workers.get_mut(&worker) {
+                        run.retired.add(&finished(totals));
+                    }
                 }
             }
             Event::Deadline { pid } => {
@@ -420,7 +428,6 @@ impl Supervisor {
         run.restarts += 1;
         run.last_exit = Some(process::describe(status));
         slot.pid = None;
-        run.retired.add(&finished(std::mem::take(&mut slot.totals)));
         warn!(worker = %worker, replica, restarts = run.restarts, "replica exited ({})", process::describe(status));
         self.schedule_restart(worker, replica);
     }
@@ -448,9 +455,6 @@ impl Supervisor {
 
     /// Asks a replica to stop (it drains its messages) and kills it if it overstays.
     fn retire(&mut self, worker: &str, slot: Slot) {
-        if let Some(run) = self.workers.get_mut(worker) {
-            run.retired.add(&finished(slot.totals));
-        }
         let Some(pid) = slot.pid else { return };
         replica::signal(pid, Signal::SIGTERM);
         self.retiring.insert(pid, worker.to_string());
@@ -536,7 +540,6 @@ impl Reports {
             };
             let event = Event::Report {
                 worker: self.worker.clone(),
-                replica: self.replica,
                 generation: self.generation,
                 totals,
             };
@@ -544,6 +547,9 @@ impl Reports {
                 return;
             }
         }
+        let _ = self.events.send(Event::ReportsEnded {
+            generation: self.generation,
+        });
     }
 }
 

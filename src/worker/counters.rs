@@ -150,9 +150,6 @@ impl Counters {
 
 /// Writes the counts to stdout each second they changed, when the supervisor asked for it.
 pub async fn report(counters: std::sync::Arc<Counters>) {
-    if std::env::var_os(REPORT_ENV).is_none() {
-        return;
-    }
     let mut last = None;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
@@ -161,15 +158,23 @@ pub async fn report(counters: std::sync::Arc<Counters>) {
         if last.as_ref() == Some(&totals) {
             continue;
         }
-        let Ok(line) = serde_json::to_string(&totals) else {
-            continue;
-        };
-        let mut out = std::io::stdout().lock();
-        if writeln!(out, "{line}").and_then(|()| out.flush()).is_err() {
-            return; // the supervisor is gone; the replica will be too
+        if !report_once(&totals) {
+            return; // not asked for, or the supervisor is gone (the replica will be too)
         }
         last = Some(totals);
     }
+}
+
+/// One report line, if the supervisor asked for reports; false when none could be written.
+pub fn report_once(totals: &Totals) -> bool {
+    if std::env::var_os(REPORT_ENV).is_none() {
+        return false;
+    }
+    let Ok(line) = serde_json::to_string(totals) else {
+        return false;
+    };
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{line}").and_then(|()| out.flush()).is_ok()
 }
 
 #[cfg(test)]

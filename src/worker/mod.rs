@@ -17,7 +17,7 @@ use amqprs::channel::{
 use tokio::task::JoinSet;
 use tracing::{error, info, warn, Instrument};
 
-pub use counters::{report, Counters, Histogram, Totals, BUCKETS, REPORT_ENV};
+pub use counters::{report, report_once, Counters, Histogram, Totals, BUCKETS, REPORT_ENV};
 pub use handler::{Delivery, Handler, Verdict, ATTEMPT_HEADER, REFORWARD_HEADER};
 pub use retry::{delay_queue, RetryPolicy};
 
