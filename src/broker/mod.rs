@@ -146,24 +146,49 @@ pub fn header(props: &BasicProperties, name: &str) -> Option<String> {
 /// Fires when the broker cancels the consumers of a channel (its queue was deleted) or
 /// closes the channel: either way the consumer must start over, or it would sit idle.
 pub async fn watch_channel(channel: &Channel) -> Result<Arc<Notify>, BrokerError> {
-    let notify = Arc::new(Notify::new());
-    channel
-        .register_callback(ChannelWatch(notify.clone()))
-        .await?;
-    Ok(notify)
+    let ended = Arc::new(Notify::new());
+    let events = ChannelEvents {
+        confirms: None,
+        ended: Some(ended.clone()),
+    };
+    channel.register_callback(events).await?;
+    Ok(ended)
 }
 
-struct ChannelWatch(Arc<Notify>);
+/// What dpsd hears from the broker about a channel: publisher confirms (for a publishing
+/// channel) and the end of its consumers (for a consuming one).
+pub(crate) struct ChannelEvents {
+    confirms: Option<Arc<tokio::sync::Mutex<publisher::Pending>>>,
+    ended: Option<Arc<Notify>>,
+}
+
+impl ChannelEvents {
+    async fn settle(&self, tag: u64, multiple: bool, ok: bool) {
+        if let Some(confirms) = &self.confirms {
+            confirms.lock().await.settle(tag, multiple, ok);
+        }
+    }
+
+    fn end(&self) {
+        if let Some(ended) = &self.ended {
+            ended.notify_one();
+        }
+    }
+}
 
 #[async_trait]
-impl ChannelCallback for ChannelWatch {
+impl ChannelCallback for ChannelEvents {
     async fn close(
         &mut self,
         _channel: &Channel,
         close: CloseChannel,
     ) -> Result<(), amqprs::error::Error> {
-        tracing::warn!("consumer channel closed by RabbitMQ: {close}");
-        self.0.notify_one();
+        tracing::warn!("channel closed by RabbitMQ: {close}");
+        if let Some(confirms) = &self.confirms {
+            // Dropping the waiters tells every publisher its confirm will not come.
+            confirms.lock().await.waiters.clear();
+        }
+        self.end();
         Ok(())
     }
     async fn cancel(
@@ -171,7 +196,7 @@ impl ChannelCallback for ChannelWatch {
         _channel: &Channel,
         _cancel: Cancel,
     ) -> Result<(), amqprs::error::Error> {
-        self.0.notify_one();
+        self.end();
         Ok(())
     }
     async fn flow(
@@ -181,8 +206,13 @@ impl ChannelCallback for ChannelWatch {
     ) -> Result<bool, amqprs::error::Error> {
         Ok(active)
     }
-    async fn publish_ack(&mut self, _channel: &Channel, _ack: Ack) {}
-    async fn publish_nack(&mut self, _channel: &Channel, _nack: Nack) {}
+    async fn publish_ack(&mut self, _channel: &Channel, ack: Ack) {
+        self.settle(ack.delivery_tag(), ack.mutiple(), true).await;
+    }
+    async fn publish_nack(&mut self, _channel: &Channel, nack: Nack) {
+        self.settle(nack.delivery_tag(), nack.multiple(), false)
+            .await;
+    }
     async fn publish_return(
         &mut self,
         _channel: &Channel,

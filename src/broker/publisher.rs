@@ -6,14 +6,12 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use amqprs::callbacks::ChannelCallback;
 use amqprs::channel::{BasicPublishArguments, Channel, ConfirmSelectArguments};
 use amqprs::connection::Connection;
-use amqprs::{Ack, BasicProperties, Cancel, CloseChannel, Nack, Return};
-use async_trait::async_trait;
+use amqprs::BasicProperties;
 use tokio::sync::{oneshot, Mutex};
 
-use super::BrokerError;
+use super::{BrokerError, ChannelEvents};
 
 /// How long a publish waits for the broker's confirm before it counts as failed.
 pub const CONFIRM_TIMEOUT: Duration = Duration::from_secs(30);
@@ -28,13 +26,13 @@ pub struct Publisher {
 
 /// Confirms awaited, by publish sequence number (1, 2, ... in publish order on the channel).
 #[derive(Default)]
-struct Pending {
+pub(super) struct Pending {
     next: u64,
-    waiters: BTreeMap<u64, oneshot::Sender<bool>>,
+    pub(super) waiters: BTreeMap<u64, oneshot::Sender<bool>>,
 }
 
 impl Pending {
-    fn settle(&mut self, tag: u64, multiple: bool, ok: bool) {
+    pub(super) fn settle(&mut self, tag: u64, multiple: bool, ok: bool) {
         let tags: Vec<u64> = if multiple {
             self.waiters.range(..=tag).map(|(t, _)| *t).collect()
         } else {
@@ -52,11 +50,11 @@ impl Publisher {
     pub async fn open(connection: &Connection) -> Result<Publisher, BrokerError> {
         let channel = connection.open_channel(None).await?;
         let pending = Arc::new(Mutex::new(Pending::default()));
-        channel
-            .register_callback(ConfirmCallback {
-                pending: pending.clone(),
-            })
-            .await?;
+        let events = ChannelEvents {
+            confirms: Some(pending.clone()),
+            ended: None,
+        };
+        channel.register_callback(events).await?;
         channel
             .confirm_select(ConfirmSelectArguments::default())
             .await?;
@@ -95,58 +93,6 @@ impl Publisher {
             Ok(Err(_)) => Err(BrokerError::ChannelClosed),
             Err(_) => Err(BrokerError::ConfirmTimeout),
         }
-    }
-}
-
-struct ConfirmCallback {
-    pending: Arc<Mutex<Pending>>,
-}
-
-#[async_trait]
-impl ChannelCallback for ConfirmCallback {
-    async fn close(
-        &mut self,
-        _channel: &Channel,
-        close: CloseChannel,
-    ) -> Result<(), amqprs::error::Error> {
-        tracing::warn!("publish channel closed by RabbitMQ: {close}");
-        // Dropping the waiters tells every publisher its confirm will not come.
-        self.pending.lock().await.waiters.clear();
-        Ok(())
-    }
-    async fn cancel(
-        &mut self,
-        _channel: &Channel,
-        _cancel: Cancel,
-    ) -> Result<(), amqprs::error::Error> {
-        Ok(())
-    }
-    async fn flow(
-        &mut self,
-        _channel: &Channel,
-        active: bool,
-    ) -> Result<bool, amqprs::error::Error> {
-        Ok(active)
-    }
-    async fn publish_ack(&mut self, _channel: &Channel, ack: Ack) {
-        self.pending
-            .lock()
-            .await
-            .settle(ack.delivery_tag(), ack.mutiple(), true);
-    }
-    async fn publish_nack(&mut self, _channel: &Channel, nack: Nack) {
-        self.pending
-            .lock()
-            .await
-            .settle(nack.delivery_tag(), nack.multiple(), false);
-    }
-    async fn publish_return(
-        &mut self,
-        _channel: &Channel,
-        _ret: Return,
-        _props: BasicProperties,
-        _content: Vec<u8>,
-    ) {
     }
 }
 
