@@ -80,42 +80,82 @@ impl Schedule {
     }
 }
 
-/// crontab numbers the days of the week 0-7 from Sunday (0 and 7 both Sunday); saffron
-/// counts 1-7. Numbers in the day-of-week field become names, which both read alike, so
-/// `0 9 * * 1-5` means Monday to Friday as in every crontab. Step values stay numbers.
+const DAYS: [&str; 7] = ["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"];
+
+/// crontab numbers the days of the week 0-7 from Sunday (0 and 7 both Sunday) and lets a
+/// range run up to 7; saffron counts 1-7 and cannot wrap a range past Saturday. So the
+/// day-of-week field is rewritten as the plain list of day names it means (`1-5` becomes
+/// `MON,TUE,WED,THU,FRI`, `SAT-SUN` and `6-7` become `SUN,SAT`), which reads the same to
+/// both. Forms with `#` or `L` (nth or last weekday) keep their own syntax, numbers named.
 fn with_day_names(text: &str) -> String {
-    const DAYS: [&str; 8] = ["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT", "SUN"];
     let mut fields: Vec<String> = text.split_whitespace().map(str::to_string).collect();
     let Some(dow) = fields.get_mut(4) else {
         return text.to_string();
     };
-    let mut named = String::new();
-    let mut number = String::new();
-    let mut after_slash = false;
-    for c in dow.chars().chain(std::iter::once(' ')) {
-        if c.is_ascii_digit() {
-            number.push(c);
-            continue;
+    // `*` stays `*`: a list of all seven days would count as a restriction and change how
+    // the day-of-month field combines with it.
+    if dow.as_str() == "*" || dow.as_str() == "?" {
+        return text.to_string();
+    }
+    let rewritten = if dow.contains('#') || dow.contains('L') {
+        name_numbers(dow)
+    } else {
+        match expand_days(dow) {
+            Some(days) => days,
+            None => return text.to_string(), // not a form we know: saffron reports it
         }
-        if !number.is_empty() {
-            match number.parse::<usize>().ok().and_then(|n| DAYS.get(n)) {
-                // `5-7`: a range may not wrap around to Sunday in saffron; spell it out.
-                Some(_) if !after_slash && number == "7" && named.ends_with('-') => {
-                    named.push_str("SAT,SUN")
-                }
-                Some(day) if !after_slash => named.push_str(day),
-                _ => named.push_str(&number),
+    };
+    *dow = rewritten;
+    fields.join(" ")
+}
+
+/// `*`, `N`, `A-B`, each with an optional `/STEP`, comma-separated, days by number or name.
+fn expand_days(field: &str) -> Option<String> {
+    let mut days = [false; 7];
+    for item in field.split(',') {
+        let (range, step) = match item.split_once('/') {
+            Some((range, step)) => (range, step.parse::<usize>().ok().filter(|s| *s > 0)?),
+            None => (item, 1),
+        };
+        let (first, last) = match range.split_once('-') {
+            _ if range == "*" => (0, 6),
+            Some((a, b)) => {
+                let (a, b) = (day_number(a)?, day_number(b)?);
+                (a, if b < a { b + 7 } else { b })
             }
-            number.clear();
-        }
-        // Step values (`*/2`) and nth-weekday counts (`MON#1`) stay numbers.
-        after_slash = c == '/' || c == '#';
-        if c != ' ' {
-            named.push(c);
+            None if item.contains('/') => (day_number(range)?, 6),
+            None => (day_number(range)?, day_number(range)?),
+        };
+        for day in (first..=last).step_by(step) {
+            days[day % 7] = true;
         }
     }
-    *dow = named;
-    fields.join(" ")
+    let names: Vec<&str> = DAYS
+        .iter()
+        .zip(days)
+        .filter(|(_, on)| *on)
+        .map(|(name, _)| *name)
+        .collect();
+    (!names.is_empty()).then(|| names.join(","))
+}
+
+/// A day as 0-7 (7 is Sunday too) or by its three-letter name.
+fn day_number(token: &str) -> Option<usize> {
+    match token.parse::<usize>() {
+        Ok(n) if n <= 7 => Some(n),
+        Ok(_) => None,
+        Err(_) => DAYS.iter().position(|d| d.eq_ignore_ascii_case(token)),
+    }
+}
+
+/// A leading day number becomes its name (`1#2` is `MON#2`, `5L` is `FRIL`); the rest, the
+/// count after `#`, stays.
+fn name_numbers(field: &str) -> String {
+    let digits = field.chars().take_while(char::is_ascii_digit).count();
+    match field[..digits].parse::<usize>() {
+        Ok(n) if n <= 7 => format!("{}{}", DAYS[n % 7], &field[digits..]),
+        _ => field.to_string(),
+    }
 }
 
 impl fmt::Display for Schedule {
@@ -176,17 +216,41 @@ mod tests {
 
     #[test]
     fn days_of_the_week_count_from_sunday_as_in_crontab() {
-        assert_eq!(with_day_names("0 9 * * 1-5"), "0 9 * * MON-FRI");
-        assert_eq!(with_day_names("0 9 * * 0,6"), "0 9 * * SUN,SAT");
-        assert_eq!(with_day_names("0 9 * * */2"), "0 9 * * */2");
-        assert_eq!(with_day_names("0 9 * * 7"), "0 9 * * SUN");
-        assert_eq!(with_day_names("0 9 * * 5-7"), "0 9 * * FRI-SAT,SUN");
-        assert_eq!(with_day_names("0 9 * * MON#1"), "0 9 * * MON#1");
-        assert_eq!(with_day_names("0 9 * * 1#2"), "0 9 * * MON#2");
+        let dow = |field: &str| with_day_names(&format!("0 9 * * {field}"))[8..].to_string();
+        assert_eq!(dow("1-5"), "MON,TUE,WED,THU,FRI");
+        assert_eq!(dow("0,6"), "SUN,SAT");
+        assert_eq!(dow("*/2"), "SUN,TUE,THU,SAT");
+        assert_eq!(dow("7"), "SUN");
+        assert_eq!(dow("5-7"), "SUN,FRI,SAT");
+        assert_eq!(dow("6-7"), "SUN,SAT");
+        assert_eq!(dow("SAT-SUN"), "SUN,SAT");
+        assert_eq!(dow("FRI-SUN"), "SUN,FRI,SAT");
+        assert_eq!(dow("5-7/2"), "SUN,FRI");
+        assert_eq!(dow("7-7"), "SUN");
+        assert_eq!(dow("MON#1"), "MON#1");
+        assert_eq!(dow("1#2"), "MON#2");
+        assert_eq!(dow("5L"), "FRIL");
+        let last_friday = Schedule::parse("0 0 * * 5L").expect("cron");
+        let december_25 = at(0, 0, 0) + chrono::Duration::days(27);
+        assert_eq!(last_friday.next(None, at(10, 0, 0)), Some(december_25));
+        assert_eq!(dow("*"), "*");
+        // Day of month alone still means that day of the month only.
+        let first = Schedule::parse("0 0 1 * *").expect("cron");
+        assert_eq!(
+            first.next(None, at(10, 0, 0)),
+            Some(at(0, 0, 0) + chrono::Duration::days(3))
+        );
         // 2026-11-28 is a Saturday: a weekday job next fires on Monday the 30th.
         let weekdays = Schedule::parse("0 9 * * 1-5").expect("cron");
         let monday = at(9, 0, 0) + chrono::Duration::days(2);
         assert_eq!(weekdays.next(None, at(10, 0, 0)), Some(monday));
+        // A weekend job on that Saturday evening next fires on Sunday the 29th.
+        let weekend = Schedule::parse("0 2 * * 6-7").expect("cron");
+        assert_eq!(
+            weekend.next(None, at(10, 0, 0)),
+            Some(at(2, 0, 0) + chrono::Duration::days(1))
+        );
+        assert!(Schedule::parse("0 9 * * 9").is_err());
     }
 
     #[test]
