@@ -308,6 +308,22 @@ fn basic_auth_guards_every_route_but_health() {
             .expect("GET");
         assert_eq!(response.status(), StatusCode::OK, "{user}:{password}");
     }
+    for path in [
+        "/api/jobs",
+        "/api/workers",
+        "/api/failed",
+        "/metrics",
+        "/dashboard/",
+        "/dashboard/app.js",
+        "/agendash/",
+    ] {
+        let response = client.get(env.api(path)).send().expect("GET");
+        assert_eq!(
+            response.status(),
+            StatusCode::UNAUTHORIZED,
+            "{path} without credentials"
+        );
+    }
     let unknown = client.get(env.api("/api/nothing")).send().expect("GET");
     assert_eq!(
         unknown.status(),

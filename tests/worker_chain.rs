@@ -261,3 +261,46 @@ fn a_deleted_queue_is_declared_again_and_consumed() {
         "the cancel was seen and handled"
     );
 }
+
+#[test]
+fn huge_deeply_nested_and_odd_bodies_are_parked_with_a_reason() {
+    let env = TestEnv::new("badbodies");
+    let queue = env.queue("in");
+    env.write_worker(
+        "w",
+        &format!("queue: {queue}\njob_state: 1\nservices: [integration_test_service1]\n"),
+    );
+    env.start_worker("w");
+    env.wait_consuming("w", 1);
+    let huge = format!("{{\"mydata\": \"{}\"", "x".repeat(10 * 1024 * 1024)); // 10 MB, unterminated
+    let nested = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+    env.publish_raw(&queue, huge.as_bytes(), &[]);
+    env.publish_raw(&queue, nested.as_bytes(), &[]);
+    env.publish_raw(&queue, b"", &[]);
+    env.publish_raw(&queue, b"null", &[]);
+    let id = env.send(&queue, r#"{"mydata": {}}"#);
+    env.wait_done(std::slice::from_ref(&id), 1, Duration::from_secs(60));
+    wait_for("four parked", Duration::from_secs(60), || {
+        env.parked().len() == 4
+    });
+    let errors: Vec<String> = env
+        .parked()
+        .iter()
+        .map(|p| p.get_str("error").unwrap_or_default().to_string())
+        .collect();
+    assert!(
+        errors.iter().any(|e| e.contains("EOF while parsing")),
+        "{errors:?}"
+    );
+    assert!(
+        errors.iter().any(|e| e.contains("recursion limit")),
+        "{errors:?}"
+    );
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("not an object (it is null)")),
+        "{errors:?}"
+    );
+    assert_eq!(env.depth(&queue), 0);
+}
