@@ -67,3 +67,26 @@ fn passwords_never_reach_the_log() {
     assert!(log.contains("guest:***@127.0.0.1"), "{log}");
     assert!(!log.contains("s3cretpw"), "{log}");
 }
+
+#[test]
+fn the_log_file_is_rotated_daily() {
+    let env = TestEnv::new("logfile");
+    let main = std::fs::read_to_string(env.config_path()).expect("main");
+    let main = main.replace("log:\n", "log:\n  console: false\n  file: logs/dpsd.log\n");
+    std::fs::write(env.config_path(), main).expect("write");
+    let queue = env.queue("in");
+    env.write_worker(
+        "w",
+        &format!("queue: {queue}\njob_state: 1\nservices: [integration_test_service1]\n"),
+    );
+    env.start_worker("w");
+    let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
+    let file = env.path(&format!("logs/dpsd.log.{today}"));
+    wait_for("the day's log file", Duration::from_secs(20), || {
+        std::fs::read_to_string(&file).is_ok_and(|text| text.contains("consuming"))
+    });
+    assert!(
+        env.worker_log("w").is_empty(),
+        "console: false keeps stderr quiet"
+    );
+}
