@@ -11,16 +11,12 @@ use serde_json::Value;
 #[test]
 fn json_lines_name_the_worker_replica_and_execution() {
     let env = TestEnv::new("jsonlog");
-    let main = std::fs::read_to_string(env.config_path()).expect("main");
-    let main = main.replace("log:\n", "log:\n  format: json\n");
-    std::fs::write(env.config_path(), main).expect("write");
+    env.edit_main("log:\n", "log:\n  format: json\n");
     let queue = env.queue("in");
-    env.write_worker(
+    env.run_worker(
         "w",
         &format!("queue: {queue}\njob_state: 1\nservices: [integration_test_service1]\n"),
     );
-    env.start_worker("w");
-    env.wait_consuming("w", 1);
     let id = env.send(&queue, "{}");
     env.wait_done(std::slice::from_ref(&id), 1, Duration::from_secs(20));
     wait_for("the done line", Duration::from_secs(10), || {
@@ -46,15 +42,12 @@ fn json_lines_name_the_worker_replica_and_execution() {
 #[test]
 fn passwords_never_reach_the_log() {
     let env = TestEnv::new("redact");
-    env.write_main("");
-    let main = std::fs::read_to_string(env.config_path()).expect("main");
     // A broker that refuses the connection: the error names the URL.
     let port = common::free_port();
-    let main = main.replace(
+    env.edit_main(
         &env.amqp_url,
         &format!("amqp://guest:s3cretpw@127.0.0.1:{port}/%2f"),
     );
-    std::fs::write(env.config_path(), main).expect("write");
     env.write_worker(
         "w",
         "queue: q\njob_state: 1\nservices: [integration_test_service1]\n",
@@ -71,9 +64,7 @@ fn passwords_never_reach_the_log() {
 #[test]
 fn the_log_file_is_rotated_daily() {
     let env = TestEnv::new("logfile");
-    let main = std::fs::read_to_string(env.config_path()).expect("main");
-    let main = main.replace("log:\n", "log:\n  console: false\n  file: logs/dpsd.log\n");
-    std::fs::write(env.config_path(), main).expect("write");
+    env.edit_main("log:\n", "log:\n  console: false\n  file: logs/dpsd.log\n");
     let queue = env.queue("in");
     env.write_worker(
         "w",

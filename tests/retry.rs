@@ -44,15 +44,10 @@ fn a_service_failing_twice_then_succeeding_ends_done_after_three_attempts() {
     let env = TestEnv::new("retry3");
     let queue = env.queue("in");
     track_delay_queues(&env, "in", &[1000, 2000, 4000, 8000]);
-    env.write_worker(
-        "w",
-        &format!(
+    env.run_worker("w", &format!(
             "queue: {queue}\njob_state: 1\nretry: {{max_attempts: 5, delay: 1s, backoff: 2.0}}\n\
              services: [{{exec: [sh, -c, 'test $DPS_ATTEMPT -ge 3 && echo third time lucky || exit 1']}}]\n"
-        ),
-    );
-    env.start_worker("w");
-    env.wait_consuming("w", 1);
+        ));
     let id = env.send(&queue, r#"{"mydata": {}}"#);
     let state = wait_status(&env, &id, "done");
     assert_eq!(state.get_i64("attempts").ok(), Some(3), "{state}");
@@ -84,12 +79,7 @@ fn a_service_that_always_fails_is_parked_after_max_attempts() {
     let env = TestEnv::new("retrypark");
     let queue = env.queue("in");
     track_delay_queues(&env, "in", &[200, 400]);
-    env.write_worker(
-        "w",
-        &format!("queue: {queue}\njob_state: 1\nretry: {{max_attempts: 3, delay: 200ms}}\nservices: [{{builtin: fail, message: broken}}]\n"),
-    );
-    env.start_worker("w");
-    env.wait_consuming("w", 1);
+    env.run_worker("w", &format!("queue: {queue}\njob_state: 1\nretry: {{max_attempts: 3, delay: 200ms}}\nservices: [{{builtin: fail, message: broken}}]\n"));
     let id = env.send(&queue, r#"{"mydata": {"k": 1}}"#);
     let state = wait_status(&env, &id, "parked");
     assert_eq!(state.get_i64("attempts").ok(), Some(3));
@@ -109,15 +99,13 @@ fn a_pending_retry_survives_a_restart_of_dpsd() {
     let env = TestEnv::new("retryrestart");
     let queue = env.queue("in");
     track_delay_queues(&env, "in", &[3000]);
-    env.write_worker(
+    env.run_worker(
         "w",
         &format!(
             "queue: {queue}\njob_state: 1\nretry: {{max_attempts: 2, delay: 3s}}\n\
              services: [{{exec: [sh, -c, 'test $DPS_ATTEMPT -ge 2 && echo ok || exit 1']}}]\n"
         ),
     );
-    env.start_worker("w");
-    env.wait_consuming("w", 1);
     let id = env.send(&queue, "{}");
     wait_status(&env, &id, "retrying");
     env.kill_workers();

@@ -13,12 +13,10 @@ use mongodb::bson::{doc, Bson};
 /// Starts a worker on a fresh queue with the given inline services (a YAML list).
 fn worker_with(env: &TestEnv, services: &str) -> String {
     let queue = env.queue("in");
-    env.write_worker(
+    env.run_worker(
         "w",
         &format!("queue: {queue}\njob_state: 1\nservices:\n{services}"),
     );
-    env.start_worker("w");
-    env.wait_consuming("w", 1);
     queue
 }
 

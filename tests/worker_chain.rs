@@ -83,12 +83,7 @@ fn chain_two_stages_records_both_states() {
 fn each_service_sees_the_previous_result_as_last() {
     let env = TestEnv::new("last");
     let queue = env.queue("in");
-    env.write_worker(
-        "w",
-        &format!("queue: {queue}\njob_state: 7\nservices:\n  - {{builtin: constant, value: first}}\n  - {{exec: [cat]}}\n"),
-    );
-    env.start_worker("w");
-    env.wait_consuming("w", 1);
+    env.run_worker("w", &format!("queue: {queue}\njob_state: 7\nservices:\n  - {{builtin: constant, value: first}}\n  - {{exec: [cat]}}\n"));
     let id = env.send(&queue, r#"{"mydata": {"k": "v"}}"#);
     env.wait_done(std::slice::from_ref(&id), 7, Duration::from_secs(20));
     let execution = env.execution(&id).expect("job state");
@@ -110,12 +105,7 @@ fn each_service_sees_the_previous_result_as_last() {
 fn simulate_records_and_forwards_without_calling_services() {
     let env = TestEnv::new("simulate");
     let (first, second) = (env.queue("first"), env.queue("second"));
-    env.write_worker(
-        "w1",
-        &format!("queue: {first}\nfollow_queue: {second}\njob_state: 1\nservices: [{{builtin: fail, message: must not run}}]\n"),
-    );
-    env.start_worker("w1");
-    env.wait_consuming("w1", 1);
+    env.run_worker("w1", &format!("queue: {first}\nfollow_queue: {second}\njob_state: 1\nservices: [{{builtin: fail, message: must not run}}]\n"));
     let id = env.send(&first, r#"{"mydata": {}, "simulate": true}"#);
     env.wait_done(std::slice::from_ref(&id), 1, Duration::from_secs(20));
     let forwarded = env.get(&second).expect("forwarded");
@@ -128,12 +118,10 @@ fn simulate_records_and_forwards_without_calling_services() {
 fn malformed_body_is_parked_and_the_next_message_processed() {
     let env = TestEnv::new("malformed");
     let queue = env.queue("in");
-    env.write_worker(
+    env.run_worker(
         "w",
         &format!("queue: {queue}\njob_state: 1\nservices: [integration_test_service1]\n"),
     );
-    env.start_worker("w");
-    env.wait_consuming("w", 1);
     env.publish_raw(&queue, b"this is not json", &[]);
     env.publish_raw(&queue, b"[1, 2, 3]", &[]);
     env.publish_raw(&queue, b"\xff\xfe binary", &[]);
@@ -170,15 +158,10 @@ fn redelivery_of_a_completed_execution_does_not_run_services_again() {
     let env = TestEnv::new("dedupe");
     let (queue, next) = (env.queue("in"), env.queue("next"));
     let calls = env.path("calls");
-    env.write_worker(
-        "w",
-        &format!(
+    env.run_worker("w", &format!(
             "queue: {queue}\nfollow_queue: {next}\njob_state: 1\nservices: [{{exec: [sh, -c, 'echo x >> {}; echo counted']}}]\n",
             calls.display()
-        ),
-    );
-    env.start_worker("w");
-    env.wait_consuming("w", 1);
+        ));
     let id = env.send(&queue, r#"{"mydata": {}}"#);
     env.wait_done(std::slice::from_ref(&id), 1, Duration::from_secs(20));
     assert_eq!(
@@ -205,9 +188,7 @@ fn redelivery_of_a_completed_execution_does_not_run_services_again() {
 fn a_slow_service_does_not_serialise_the_replica() {
     let env = TestEnv::new("concurrent");
     let queue = env.queue("in");
-    env.write_worker("w", &format!("queue: {queue}\njob_state: 1\nprefetch: 8\nservices: [{{builtin: sleep, duration: 1s}}]\n"));
-    env.start_worker("w");
-    env.wait_consuming("w", 1);
+    env.run_worker("w", &format!("queue: {queue}\njob_state: 1\nprefetch: 8\nservices: [{{builtin: sleep, duration: 1s}}]\n"));
     let ids: Vec<String> = (0..8).map(|_| env.send(&queue, "{}")).collect();
     env.wait_done(&ids, 1, Duration::from_secs(30));
     // Intervals [startedAt, finishedAt] of the eight executions: how many overlap at most.
@@ -246,12 +227,10 @@ fn a_slow_service_does_not_serialise_the_replica() {
 fn a_deleted_queue_is_declared_again_and_consumed() {
     let env = TestEnv::new("queuedeleted");
     let queue = env.queue("in");
-    env.write_worker(
+    env.run_worker(
         "w",
         &format!("queue: {queue}\njob_state: 1\nservices: [integration_test_service1]\n"),
     );
-    env.start_worker("w");
-    env.wait_consuming("w", 1);
     env.delete_queue(&queue);
     env.wait_consuming("w", 2);
     let id = env.send(&queue, "{}");
@@ -266,12 +245,10 @@ fn a_deleted_queue_is_declared_again_and_consumed() {
 fn huge_deeply_nested_and_odd_bodies_are_parked_with_a_reason() {
     let env = TestEnv::new("badbodies");
     let queue = env.queue("in");
-    env.write_worker(
+    env.run_worker(
         "w",
         &format!("queue: {queue}\njob_state: 1\nservices: [integration_test_service1]\n"),
     );
-    env.start_worker("w");
-    env.wait_consuming("w", 1);
     let huge = format!("{{\"mydata\": \"{}\"", "x".repeat(10 * 1024 * 1024)); // 10 MB, unterminated
     let nested = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
     env.publish_raw(&queue, huge.as_bytes(), &[]);

@@ -267,6 +267,20 @@ impl TestEnv {
         });
     }
 
+    /// Writes worker NAME, starts one replica of it and waits until it consumes.
+    pub fn run_worker(&self, name: &str, yaml: &str) {
+        self.write_worker(name, yaml);
+        self.start_worker(name);
+        self.wait_consuming(name, 1);
+    }
+
+    /// Replaces `from` with `to` in the main file (e.g. to add a key to a section).
+    pub fn edit_main(&self, from: &str, to: &str) {
+        let text = std::fs::read_to_string(self.config_path()).expect("read main config");
+        assert!(text.contains(from), "{from:?} is not in the main config");
+        std::fs::write(self.config_path(), text.replace(from, to)).expect("write main config");
+    }
+
     pub fn write_worker(&self, name: &str, yaml: &str) {
         std::fs::write(
             self.dir
