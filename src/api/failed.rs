@@ -9,6 +9,9 @@ use crate::replay::{self, ReplayError};
 /// Items per page when `limit` is not given, and the most a page may hold.
 const DEFAULT_LIMIT: u32 = 50;
 const MAX_LIMIT: u32 = 1000;
+/// The most `skip` may be: the stores count in signed 64 bits (SQLite's OFFSET, MongoDB's
+/// skip), and a larger value made them fail with a 500.
+const MAX_SKIP: u64 = i64::MAX as u64;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -29,9 +32,15 @@ async fn list(
             "limit must be between 1 and {MAX_LIMIT}"
         )));
     }
+    let skip = query.skip.unwrap_or(0);
+    if skip > MAX_SKIP {
+        return Err(ApiError::BadRequest(format!(
+            "skip must be at most {MAX_SKIP}"
+        )));
+    }
     let page = state
         .store
-        .list_failed(query.worker.as_deref(), limit, query.skip.unwrap_or(0))
+        .list_failed(query.worker.as_deref(), limit, skip)
         .await?;
     Ok(HttpResponse::Ok().json(page))
 }

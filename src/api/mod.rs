@@ -7,6 +7,7 @@ mod error;
 mod failed;
 mod jobs;
 mod metrics;
+mod openapi;
 mod system;
 mod workers;
 
@@ -65,6 +66,7 @@ pub fn serve(settings: &ApiSettings, state: State) -> anyhow::Result<ServerHandl
             .configure(workers::routes)
             .configure(metrics::routes)
             .configure(dashboard::routes)
+            .configure(openapi::routes)
             .configure(system::routes)
             .default_service(web::to(not_found))
     })

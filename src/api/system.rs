@@ -34,6 +34,13 @@ async fn publish(
             queue.as_str()
         )));
     }
+    if let Some((worker, its_queue)) = delay_queue_owner(&state, &queue) {
+        return Err(ApiError::BadRequest(format!(
+            "queue {:?} is a delay queue of worker {worker:?}, declared with arguments a publish \
+             cannot match: publish to {its_queue:?} instead",
+            queue.as_str()
+        )));
+    }
     let Value::Object(body) = body.into_inner() else {
         return Err(ApiError::BadRequest(
             "the message must be a JSON object".into(),
@@ -42,6 +49,26 @@ async fn publish(
     let message = Message::from_object(body).map_err(|e| ApiError::BadRequest(e.to_string()))?;
     state.outbox.publish(&queue, message.to_bytes()).await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({"executionId": message.execution_id()})))
+}
+
+/// The worker (and its queue) whose delay queue `queue` is (`<queue>.retry.<N>ms`, see
+/// worker/retry.rs). RabbitMQ refuses a plain declare of such a queue (PRECONDITION_FAILED:
+/// it has a TTL and a dead-letter target), which reached the client as a 503 saying only
+/// "channel closed"; and declared by a publish before the worker declares it, it would make
+/// the worker's own declare fail instead. A worker's own queue is never refused.
+fn delay_queue_owner(state: &State, queue: &str) -> Option<(String, String)> {
+    let workers = state.workers.borrow();
+    if workers.values().any(|report| report.queue == queue) {
+        return None;
+    }
+    workers.iter().find_map(|(name, report)| {
+        let delay = queue
+            .strip_prefix(report.queue.as_str())?
+            .strip_prefix(".retry.")?
+            .strip_suffix("ms")?;
+        (!delay.is_empty() && delay.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| (name.clone(), report.queue.clone()))
+    })
 }
 
 /// `/health` answers within about this long even when a server does not.
