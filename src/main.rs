@@ -118,7 +118,7 @@ fn run(global: &Global, command: Command) -> Result<(), Failure> {
             runtime()?.block_on(commands::job_run(global, &name))
         }
         Command::Worker { name, replica } => {
-            runtime()?.block_on(commands::worker(global, &name, replica))
+            single_threaded()?.block_on(commands::worker(global, &name, replica))
         }
         Command::Send { queue, json, count } => {
             runtime()?.block_on(commands::send(global, &queue, json.as_deref(), count))
@@ -149,7 +149,18 @@ async fn failed(global: &Global, command: FailedCommand) -> Result<(), Failure> 
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
-    tokio::runtime::Builder::new_multi_thread()
+    built(tokio::runtime::Builder::new_multi_thread())
+}
+
+/// A replica's runtime: one thread. Its work is waiting on the broker and the store, and
+/// replicas scale by process, so a thread pool only adds wake-ups between threads (measured:
+/// see docs/BENCHMARKS.md).
+fn single_threaded() -> Result<tokio::runtime::Runtime, Failure> {
+    built(tokio::runtime::Builder::new_current_thread())
+}
+
+fn built(mut builder: tokio::runtime::Builder) -> Result<tokio::runtime::Runtime, Failure> {
+    builder
         .enable_all()
         .build()
         .map_err(|e| Failure::Runtime(anyhow::anyhow!("cannot start the async runtime: {e}")))

@@ -54,7 +54,7 @@ async fn mongo() -> Backend {
 
 async fn embedded() -> Backend {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = EmbeddedStore::open(dir.path()).expect("open");
+    let store = EmbeddedStore::open(dir.path(), dpsd::config::StateSync::Full).expect("open");
     Backend {
         store: Arc::new(store),
         _dir: Some(dir),

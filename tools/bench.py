@@ -23,6 +23,11 @@ MONGO = os.environ.get("DPSD_TEST_MONGODB_URI")
 TICK = os.sysconf("SC_CLK_TCK")
 
 
+def iso_seconds(stamp):
+    """Unix seconds of the store's "2026-11-29T04:42:01.123Z" timestamps."""
+    return calendar.timegm(time.strptime(stamp[:19], "%Y-%m-%dT%H:%M:%S")) + int(stamp[20:23]) / 1000
+
+
 def free_port():
     import socket
     with socket.socket() as s:
@@ -116,6 +121,19 @@ services:
         workers = {w["name"]: w for w in self.api("/api/workers")}
         return workers["w2"]["counters"]["processed"] if "w2" in workers else 0
 
+    def last_final_state(self):
+        """When the last message's final state was written (Unix seconds), read from the store:
+        the workers' reports to the daemon come once a second, too coarse to time a run by."""
+        if self.store == "mongodb":
+            import pymongo
+            with pymongo.MongoClient(MONGO) as client:
+                last = client[f"bench_{self.id}"]["job_state"].find_one({"state": 2}, sort=[("updatedAt", -1)])
+            return last["updatedAt"].replace(tzinfo=__import__("datetime").timezone.utc).timestamp()
+        db = sqlite3.connect(f"{self.dir}/state/dpsd.sqlite")
+        (updated,) = db.execute("SELECT max(updated_at) FROM job_state WHERE state = 2").fetchone()
+        db.close()
+        return iso_seconds(updated)
+
     def stop(self):
         if self.daemon:
             self.daemon.terminate()
@@ -144,7 +162,7 @@ def measure(chain, n, relay_rate):
     while chain.processed() < n:
         assert time.time() < deadline, "the chain did not finish"
         time.sleep(0.05)
-    seconds = time.time() - started
+    seconds = chain.last_final_state() - started
     cpu, bcpu = cpu_seconds(pids) - cpu0, cpu_seconds(broker) - bcpu0
     rss = max(peak_rss_mb(p) for p in children(chain.daemon.pid))
     rate = n / seconds
@@ -174,8 +192,7 @@ def measure_latency(chain, rate, seconds):
     latencies = []
     for execution_id, updated in db.execute("SELECT execution_id, updated_at FROM job_state WHERE state = 2"):
         sent_ms = int(execution_id.split("-")[1])
-        done_ms = calendar.timegm(time.strptime(updated[:19], "%Y-%m-%dT%H:%M:%S")) * 1000 + int(updated[20:23])
-        latencies.append(done_ms - sent_ms)
+        latencies.append(iso_seconds(updated) * 1000 - sent_ms)
     db.close()
     latencies.sort()
     pick = lambda q: latencies[min(len(latencies) - 1, int(q * len(latencies)))]

@@ -17,6 +17,7 @@ pub struct Settings {
     pub amqp: AmqpSettings,
     pub mongodb: Option<MongoSettings>,
     pub state_dir: PathBuf,
+    pub state_sync: StateSync,
     pub api: ApiSettings,
     pub log: LogSettings,
     pub scheduler: SchedulerSettings,
@@ -32,6 +33,7 @@ impl Default for Settings {
             amqp: AmqpSettings::default(),
             mongodb: None,
             state_dir: PathBuf::from("/var/lib/dpsd"),
+            state_sync: StateSync::default(),
             api: ApiSettings::default(),
             log: LogSettings::default(),
             scheduler: SchedulerSettings::default(),
@@ -43,12 +45,38 @@ impl Default for Settings {
     }
 }
 
+/// When the embedded store's commits reach the disk (SQLite's `synchronous` in WAL mode).
+/// Either way a commit survives the death of the process that made it; they differ on a
+/// crash of the whole machine.
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum StateSync {
+    /// The log is synced at checkpoints, not at every commit: a power loss can undo the
+    /// last commits, as it can undo MongoDB's last 100 ms with its default write concern.
+    #[default]
+    Normal,
+    /// Every commit is synced before a message is acked: about a millisecond per commit, and
+    /// replicas sharing the file wait for each other's.
+    Full,
+}
+
+impl StateSync {
+    /// The value of SQLite's `synchronous` pragma.
+    pub fn pragma(self) -> &'static str {
+        match self {
+            StateSync::Normal => "NORMAL",
+            StateSync::Full => "FULL",
+        }
+    }
+}
+
 /// The top-level keys, used to keep unrelated `DPSD_*` variables (DPSD_CONFIG, DPSD_ENV,
 /// a test harness's own) out of the environment layer.
 pub const SECTIONS: &[&str] = &[
     "amqp",
     "mongodb",
     "state_dir",
+    "state_sync",
     "api",
     "log",
     "scheduler",

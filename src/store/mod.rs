@@ -277,9 +277,9 @@ pub async fn open(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
     {
         Some((mongo, uri)) => Ok(Arc::new(MongoStore::connect(uri, mongo).await?)),
         None => {
-            let state_dir = settings.state_dir.clone();
-            let store =
-                tokio::task::spawn_blocking(move || EmbeddedStore::open(&state_dir)).await??;
+            let (state_dir, sync) = (settings.state_dir.clone(), settings.state_sync);
+            let store = tokio::task::spawn_blocking(move || EmbeddedStore::open(&state_dir, sync))
+                .await??;
             Ok(Arc::new(store))
         }
     }

@@ -555,7 +555,11 @@ impl Reports {
 
 /// Whether a setting that replicas read at start-up changed (a replica must restart to see it).
 fn replica_settings_differ(old: &Settings, new: &Settings) -> bool {
-    old.amqp != new.amqp || old.mongodb != new.mongodb || old.log != new.log
+    old.amqp != new.amqp
+        || old.mongodb != new.mongodb
+        || old.state_dir != new.state_dir
+        || old.state_sync != new.state_sync
+        || old.log != new.log
 }
 
 fn stem(path: &Path) -> Option<String> {

@@ -238,7 +238,9 @@ impl TestEnv {
                             .expect("connect"),
                     )
                 }
-                None => Box::new(dpsd::store::EmbeddedStore::open(&state).expect("open")),
+                None => Box::new(
+                    dpsd::store::EmbeddedStore::open(&state, Default::default()).expect("open"),
+                ),
             };
             let found = store.execution(&id).await.expect("read execution");
             store.close().await;

@@ -18,6 +18,7 @@ use super::{
     Execution, FailedPage, JobDefinition, JobRecord, ParkedBody, ParkedMessage, Stage, Status,
     Store, StoreError,
 };
+use crate::config::StateSync;
 use writer::Writer;
 
 /// The file's name in `state_dir`.
@@ -25,6 +26,10 @@ pub const FILE: &str = "dpsd.sqlite";
 /// How long a process waits for another's write transaction before reporting the store
 /// unavailable (the message in hand then waits and tries again; nothing is lost).
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a process sleeps between tries for the write lock. SQLite's own busy timeout
+/// backs off to sleeps of 100 ms, far longer than a transaction holds the lock here (one
+/// group commit, about a millisecond), so replicas sharing the file would mostly sleep.
+const BUSY_RETRY: Duration = Duration::from_micros(200);
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS job_state (
@@ -55,17 +60,17 @@ pub struct EmbeddedStore {
 
 impl EmbeddedStore {
     /// Opens (creating when needed) `state_dir/dpsd.sqlite`.
-    pub fn open(state_dir: &Path) -> anyhow::Result<EmbeddedStore> {
+    pub fn open(state_dir: &Path, sync: StateSync) -> anyhow::Result<EmbeddedStore> {
         std::fs::create_dir_all(state_dir)
             .map_err(|e| anyhow::anyhow!("cannot create state_dir {}: {e}", state_dir.display()))?;
         let path = state_dir.join(FILE);
-        let writing = connect(&path)?;
+        let writing = connect(&path, sync)?;
         writing
             .execute_batch(&format!("BEGIN IMMEDIATE; {SCHEMA} COMMIT;"))
             .map_err(|e| {
                 anyhow::anyhow!("cannot prepare the embedded store {}: {e}", path.display())
             })?;
-        let reader = Arc::new(Mutex::new(connect(&path)?));
+        let reader = Arc::new(Mutex::new(connect(&path, sync)?));
         Ok(EmbeddedStore {
             path,
             writer: Writer::start(writing),
@@ -97,13 +102,13 @@ impl EmbeddedStore {
     }
 }
 
-fn connect(path: &Path) -> anyhow::Result<Connection> {
+fn connect(path: &Path, sync: StateSync) -> anyhow::Result<Connection> {
     let open = || -> rusqlite::Result<Connection> {
         let connection = Connection::open(path)?;
-        connection.busy_timeout(BUSY_TIMEOUT)?;
-        // WAL: readers never wait for the writer; FULL: a COMMIT is on disk when it returns.
+        connection.busy_handler(Some(wait_for_lock))?;
+        // WAL: readers never wait for the writer.
         connection.pragma_update(None, "journal_mode", "WAL")?;
-        connection.pragma_update(None, "synchronous", "FULL")?;
+        connection.pragma_update(None, "synchronous", sync.pragma())?;
         Ok(connection)
     };
     open().map_err(|e| anyhow::anyhow!("cannot open the embedded store {}: {e}", path.display()))
@@ -118,22 +123,22 @@ impl Store for EmbeddedStore {
         self.write(move |c| {
             let now = ts(Utc::now());
             let done = stage.status == Status::Done;
-            c.execute(
+            c.prepare_cached(
                 "INSERT INTO job_state (execution_id, state, status, worker, attempts, error, created_at, updated_at)
                  VALUES (?1, CASE WHEN ?2 THEN ?3 END, ?4, ?5, ?6, ?7, ?8, ?8)
                  ON CONFLICT (execution_id) DO UPDATE SET
                    state = CASE WHEN ?2 THEN ?3 ELSE job_state.state END, status = ?4, worker = ?5,
                    attempts = ?6, error = ?7, updated_at = ?8",
-                params![id, done, stage.state, stage.status.as_str(), stage.worker, stage.attempts, stage.error, now],
-            )?;
-            c.execute(
+            )?
+            .execute(params![id, done, stage.state, stage.status.as_str(), stage.worker, stage.attempts, stage.error, now])?;
+            c.prepare_cached(
                 "INSERT INTO stages (execution_id, worker, state, status, attempts, started_at, finished_at, duration_ms, error, result)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-                params![
-                    id, stage.worker, stage.state, stage.status.as_str(), stage.attempts,
-                    ts(stage.started_at), ts(stage.finished_at), stage.duration_ms, stage.error, result
-                ],
-            )
+            )?
+            .execute(params![
+                id, stage.worker, stage.state, stage.status.as_str(), stage.attempts,
+                ts(stage.started_at), ts(stage.finished_at), stage.duration_ms, stage.error, result
+            ])
         })
         .await
         .map(drop)
@@ -381,8 +386,18 @@ impl std::fmt::Debug for EmbeddedStore {
 }
 
 /// Times as fixed-width UTC text with milliseconds: they sort and compare as text.
+/// SQLite's busy handler: `tries` is how many times it has already been called for this
+/// lock; false gives up (SQLITE_BUSY, reported as the store being unavailable).
+fn wait_for_lock(tries: i32) -> bool {
+    if BUSY_RETRY * (tries.max(0) as u32) >= BUSY_TIMEOUT {
+        return false;
+    }
+    std::thread::sleep(BUSY_RETRY);
+    true
+}
+
 fn ts(time: DateTime<Utc>) -> String {
-    time.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+    time.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
 fn parse_ts(text: &str) -> Result<DateTime<Utc>, StoreError> {

@@ -63,7 +63,7 @@ fn run(connection: Connection, incoming: mpsc::Receiver<Op>) {
 }
 
 fn commit(connection: &Connection, batch: Vec<Op>) {
-    if let Err(e) = connection.execute_batch("BEGIN IMMEDIATE") {
+    if let Err(e) = execute(connection, "BEGIN IMMEDIATE") {
         let error = classify(e);
         return batch
             .into_iter()
@@ -75,8 +75,8 @@ fn commit(connection: &Connection, batch: Vec<Op>) {
         results.push(in_savepoint(connection, op.work));
         waiters.push(op.done);
     }
-    if let Err(e) = connection.execute_batch("COMMIT") {
-        let _ = connection.execute_batch("ROLLBACK");
+    if let Err(e) = execute(connection, "COMMIT") {
+        let _ = execute(connection, "ROLLBACK");
         let error = classify(e);
         return waiters
             .into_iter()
@@ -88,17 +88,23 @@ fn commit(connection: &Connection, batch: Vec<Op>) {
 }
 
 fn in_savepoint(connection: &Connection, work: Work) -> rusqlite::Result<usize> {
-    connection.execute_batch("SAVEPOINT op")?;
+    execute(connection, "SAVEPOINT op")?;
     match work(connection) {
         Ok(changed) => {
-            connection.execute_batch("RELEASE op")?;
+            execute(connection, "RELEASE op")?;
             Ok(changed)
         }
         Err(e) => {
-            connection.execute_batch("ROLLBACK TO op; RELEASE op")?;
+            execute(connection, "ROLLBACK TO op")?;
+            execute(connection, "RELEASE op")?;
             Err(e)
         }
     }
+}
+
+/// One statement without parameters, parsed once per connection rather than per write.
+fn execute(connection: &Connection, sql: &str) -> rusqlite::Result<()> {
+    connection.prepare_cached(sql)?.execute([]).map(drop)
 }
 
 fn copy(error: &StoreError) -> StoreError {
