@@ -2,10 +2,9 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::Duration;
 
-use common::{wait_for, PrivateMongo, TestEnv};
+use common::{rabbitmqctl, restartable_broker, wait_for, PrivateMongo, TestEnv};
 use mongodb::bson::{doc, Document};
 
 fn count_done(env: &TestEnv, state: i32) -> u64 {
@@ -67,29 +66,6 @@ fn slow_chain_under_way(env: &TestEnv) -> (Vec<String>, String, String) {
         count_done(env, 2) >= 2
     });
     (ids, first, second)
-}
-
-/// The private broker node that `make test` starts for this test alone (the shared broker
-/// must not restart under the tests running beside this one).
-fn restartable_broker() -> (String, String) {
-    let var = |name| {
-        std::env::var(name)
-            .ok()
-            .filter(|v| !v.is_empty())
-            .unwrap_or_else(|| panic!("{name} is not set: run the tests with `make test`, which starts a private broker node"))
-    };
-    (
-        var("DPSD_TEST_RESTARTABLE_AMQP_URL"),
-        var("DPSD_TEST_RESTARTABLE_NODE"),
-    )
-}
-
-fn rabbitmqctl(node: &str, verb: &str) {
-    let status = Command::new("rabbitmqctl")
-        .args(["-q", "-n", node, verb])
-        .status()
-        .expect("run rabbitmqctl");
-    assert!(status.success(), "rabbitmqctl {verb} failed");
 }
 
 #[test]

@@ -221,31 +221,28 @@ impl TestEnv {
 
     /// The execution as the configured store has it (either backend).
     pub fn stored_execution(&self, execution_id: &str) -> Option<dpsd::store::Execution> {
-        let (state, id) = (self.path("state"), execution_id.to_string());
-        let mongo =
-            (!self.mongo_uri.is_empty()).then(|| (self.mongo_uri.clone(), self.database.clone()));
-        self.rt().block_on(async move {
-            let store: Box<dyn dpsd::store::Store> = match mongo {
-                Some((uri, database)) => {
-                    let settings = dpsd::config::MongoSettings {
-                        uri: Some(uri.clone()),
-                        database,
-                        job_state_collection: "job_state".into(),
-                    };
-                    Box::new(
-                        dpsd::store::MongoStore::connect(&uri, &settings)
-                            .await
-                            .expect("connect"),
-                    )
-                }
-                None => Box::new(
-                    dpsd::store::EmbeddedStore::open(&state, Default::default()).expect("open"),
-                ),
-            };
-            let found = store.execution(&id).await.expect("read execution");
+        self.rt().block_on(async {
+            let store = self.open_store().await;
+            let found = store.execution(execution_id).await.expect("read execution");
             store.close().await;
             found
         })
+    }
+
+    /// This test's store, opened as dpsd opens it: its MongoDB database, or the embedded
+    /// file in `state/`.
+    pub async fn open_store(&self) -> Box<dyn dpsd::store::Store> {
+        if self.mongo_uri.is_empty() {
+            let store = dpsd::store::EmbeddedStore::open(&self.path("state"), Default::default());
+            return Box::new(store.expect("open the embedded store"));
+        }
+        let settings = dpsd::config::MongoSettings {
+            uri: Some(self.mongo_uri.clone()),
+            database: self.database.clone(),
+            job_state_collection: "job_state".into(),
+        };
+        let store = dpsd::store::MongoStore::connect(&self.mongo_uri, &settings).await;
+        Box::new(store.expect("connect to MongoDB"))
     }
 
     pub fn write_job(&self, name: &str, yaml: &str) {
@@ -593,6 +590,31 @@ async fn try_connect(url: &str) -> Result<Connection, amqprs::error::Error> {
 
 async fn connect(url: &str) -> Connection {
     try_connect(url).await.expect("connect to RabbitMQ")
+}
+
+/// The private broker node that `make test` starts for the tests that restart it (the shared
+/// broker must not restart under the tests running beside them): its URL and node name.
+pub fn restartable_broker() -> (String, String) {
+    let var = |name| {
+        std::env::var(name)
+            .ok()
+            .filter(|v| !v.is_empty())
+            .unwrap_or_else(|| panic!("{name} is not set: run the tests with `make test`, which starts a private broker node"))
+    };
+    (
+        var("DPSD_TEST_RESTARTABLE_AMQP_URL"),
+        var("DPSD_TEST_RESTARTABLE_NODE"),
+    )
+}
+
+/// `rabbitmqctl -n NODE VERB`, which must succeed.
+pub fn rabbitmqctl(node: &str, verb: &str) {
+    let status = Command::new("rabbitmqctl")
+        .args(["-q", "-n", node, verb])
+        .stdin(Stdio::null())
+        .status()
+        .expect("run rabbitmqctl");
+    assert!(status.success(), "rabbitmqctl {verb} failed");
 }
 
 pub fn free_port() -> u16 {
