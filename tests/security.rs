@@ -101,8 +101,8 @@ fn the_systemd_unit_runs_dpsd_unprivileged() {
     let sysusers = std::fs::read_to_string(root.join("systemd/dpsd.sysusers")).expect("sysusers");
     let setting = |key: &str| {
         unit.lines()
-            .filter_map(|l| l.strip_prefix(&format!("{key}=")))
-            .last()
+            .rev()
+            .find_map(|l| l.strip_prefix(&format!("{key}=")))
             .map(str::trim)
     };
     assert_eq!(setting("User"), Some("dpsd"));
