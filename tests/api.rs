@@ -481,7 +481,7 @@ fn a_skip_too_large_for_the_store_is_a_400() {
 
 /// Found by tools/api-fuzz.sh: an interval whose next run is past the last date chrono can
 /// represent panicked in the handler, and the client saw the connection closed without an
-/// answer. It is a bad schedule: 400 naming it.
+/// answer. It is a bad schedule: 400 naming it (intervals are at most 1000 years).
 #[test]
 fn an_interval_too_long_to_represent_is_a_400() {
     let env = embedded_daemon_with_auth("apilonginterval");
@@ -497,11 +497,11 @@ fn an_interval_too_long_to_represent_is_a_400() {
     for interval in ["300000 years", "2562047788015215h"] {
         let (status, body) = schedule(interval);
         assert_eq!(status, StatusCode::BAD_REQUEST, "{interval}: {body}");
-        assert!(
-            body["error"]
-                .as_str()
-                .unwrap_or_default()
-                .contains("too long"),
+        assert_eq!(
+            body["error"],
+            json!(format!(
+                "interval {interval:?} is too long: at most 1000 years"
+            )),
             "{interval}: {body}"
         );
     }
@@ -573,4 +573,69 @@ fn publishing_to_a_delay_queue_is_a_400() {
     let (status, body) = publish(&queue);
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(health(), Some(StatusCode::OK));
+}
+
+/// Declares `queue` durable with `x-max-length`, as something other than dpsd might.
+fn declare_capped(env: &TestEnv, queue: &str, max_length: i64) {
+    use amqprs::channel::QueueDeclareArguments;
+    use amqprs::connection::{Connection, OpenConnectionArguments};
+    use amqprs::{FieldTable, FieldValue};
+    let url = url::Url::parse(&env.amqp_url).expect("amqp url");
+    env.rt().block_on(async {
+        let args = OpenConnectionArguments::new(
+            url.host_str().unwrap_or("127.0.0.1"),
+            url.port().unwrap_or(5672),
+            "guest",
+            "guest",
+        );
+        let connection = Connection::open(&args).await.expect("connect to RabbitMQ");
+        let channel = connection.open_channel(None).await.expect("channel");
+        let mut arguments = FieldTable::new();
+        arguments.insert(
+            "x-max-length".try_into().expect("name"),
+            FieldValue::l(max_length),
+        );
+        let mut declare = QueueDeclareArguments::durable_client_named(queue);
+        declare.arguments(arguments);
+        channel.queue_declare(declare).await.expect("declare");
+        channel.close().await.expect("close channel");
+        connection.close().await.expect("close connection");
+    });
+}
+
+/// Found by API fuzzing: RabbitMQ closes the channel of a declare it refuses (406
+/// PRECONDITION_FAILED for a queue that exists with other arguments), and the client got a
+/// 503 saying only "channel closed". It is bad input: 400 naming the queue and the
+/// broker's reason; the daemon then publishes to other queues as before.
+#[test]
+fn publishing_to_a_queue_with_other_arguments_is_a_400_with_the_reason() {
+    let env = TestEnv::embedded("apirefused");
+    let capped = env.queue("capped");
+    let other = env.queue("other");
+    declare_capped(&env, &capped, 5);
+    env.start_daemon();
+    env.wait_api();
+    for attempt in 0..2 {
+        let (status, body) = post(&env, &format!("/api/publish/{capped}"), json!({"n": 1}));
+        assert_eq!(status, StatusCode::BAD_REQUEST, "attempt {attempt}: {body}");
+        let error = body["error"].as_str().unwrap_or_default();
+        let expected = format!(
+            "queue {capped:?} exists with other arguments: PRECONDITION_FAILED - inequivalent arg 'x-max-length'"
+        );
+        assert!(error.starts_with(&expected), "attempt {attempt}: {body}");
+        // The outbox opens its channel again: publishing elsewhere works at once.
+        let (status, body) = post(&env, &format!("/api/publish/{other}"), json!({"n": 2}));
+        assert_eq!(status, StatusCode::OK, "attempt {attempt}: {body}");
+        let got = env.get(&other).expect("the message in the other queue");
+        assert_eq!(got["executionId"], body["executionId"], "{got}");
+    }
+    assert_eq!(env.depth(&capped), 0);
+    let (_, health) = get(&env, "/health");
+    assert_eq!(health["rabbitmq"], json!(true), "{health}");
+    assert!(
+        env.daemon_log()
+            .contains("channel closed by RabbitMQ: '406: PRECONDITION_FAILED"),
+        "{}",
+        env.daemon_log()
+    );
 }

@@ -172,3 +172,17 @@ fn worker_for_an_unknown_name_is_a_configuration_error() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("ghost.yaml"));
 }
+
+/// Found by API fuzzing: an interval of `300000 years` has no next run that can be
+/// represented, and the scheduler panicked adding it to now. `check` reports it at its line.
+#[test]
+fn check_reports_an_interval_too_long() {
+    let env = TestEnv::embedded("checklong");
+    env.write_job("ages", "exec: [echo, hi]\nschedule: 300000 years\n");
+    let (code, text) = check(&env);
+    assert_eq!(code, 1, "{text}");
+    assert!(
+        text.contains("ages.yaml:2: interval \"300000 years\" is too long: at most 1000 years"),
+        "{text}"
+    );
+}

@@ -54,7 +54,11 @@ impl From<StoreError> for ApiError {
 
 impl From<BrokerError> for ApiError {
     fn from(e: BrokerError) -> Self {
-        ApiError::Unavailable(e.to_string())
+        match e {
+            // RabbitMQ answered, and refused what was asked (a reply code): bad input.
+            BrokerError::Refused { .. } => ApiError::BadRequest(e.to_string()),
+            _ => ApiError::Unavailable(e.to_string()),
+        }
     }
 }
 

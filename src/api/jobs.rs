@@ -4,7 +4,6 @@ use actix_web::{get, post, route, web, HttpResponse};
 use serde::Deserialize;
 
 use super::{ApiError, State};
-use crate::scheduler::Schedule;
 
 #[route("/api/job/start/{name}", method = "GET", method = "POST")]
 async fn start(state: web::Data<State>, name: web::Path<String>) -> Result<HttpResponse, ApiError> {
@@ -32,30 +31,8 @@ async fn schedule(
     name: web::Path<String>,
     body: web::Json<NewSchedule>,
 ) -> Result<HttpResponse, ApiError> {
-    if let Some(problem) = unrepresentable(&body.interval) {
-        return Err(ApiError::BadRequest(problem));
-    }
     state.scheduler.reschedule(&name, &body.interval).await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({"ok": true})))
-}
-
-/// An interval so long that its next run is past the last date dpsd can represent
-/// (`300000 years`): computing that run panicked in the scheduler, which dropped the
-/// connection without an answer. Other bad schedules are the scheduler's to report.
-fn unrepresentable(text: &str) -> Option<String> {
-    let Ok(Schedule::Interval { every, .. }) = Schedule::parse(text) else {
-        return None;
-    };
-    let fits = chrono::Duration::from_std(every)
-        .ok()
-        .and_then(|every| chrono::Utc::now().checked_add_signed(every))
-        .is_some();
-    (!fits).then(|| {
-        format!(
-            "interval {:?} is too long: its next run would be past the last date dpsd can represent",
-            text.trim()
-        )
-    })
 }
 
 #[get("/api/jobs")]

@@ -4,6 +4,7 @@ use actix_web::{get, post, web, HttpResponse};
 use serde_json::Value;
 
 use super::{ApiError, State};
+use crate::broker::BrokerError;
 use crate::config::queue_name_problem;
 use crate::message::Message;
 
@@ -47,15 +48,34 @@ async fn publish(
         ));
     };
     let message = Message::from_object(body).map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    state.outbox.publish(&queue, message.to_bytes()).await?;
+    state
+        .outbox
+        .publish(&queue, message.to_bytes())
+        .await
+        .map_err(|e| refused(&queue, e))?;
     Ok(HttpResponse::Ok().json(serde_json::json!({"executionId": message.execution_id()})))
+}
+
+/// A publish RabbitMQ refused (it closed the channel with a reply code) is bad input: 400
+/// naming the queue and the broker's reason. Other broker errors stay 503.
+fn refused(queue: &str, error: BrokerError) -> ApiError {
+    let BrokerError::Refused { code, text } = error else {
+        return error.into();
+    };
+    let what = match code {
+        406 if text.contains("inequivalent arg") => "exists with other arguments",
+        405 => "is locked (exclusive to another connection)",
+        403 => "is not accessible",
+        _ => "was refused by RabbitMQ",
+    };
+    ApiError::BadRequest(format!("queue {queue:?} {what}: {text}"))
 }
 
 /// The worker (and its queue) whose delay queue `queue` is (`<queue>.retry.<N>ms`, see
 /// worker/retry.rs). RabbitMQ refuses a plain declare of such a queue (PRECONDITION_FAILED:
-/// it has a TTL and a dead-letter target), which reached the client as a 503 saying only
-/// "channel closed"; and declared by a publish before the worker declares it, it would make
-/// the worker's own declare fail instead. A worker's own queue is never refused.
+/// it has a TTL and a dead-letter target); and declared by a publish before the worker
+/// declares it, it would make the worker's own declare fail instead. A worker's own queue
+/// is never refused.
 fn delay_queue_owner(state: &State, queue: &str) -> Option<(String, String)> {
     let workers = state.workers.borrow();
     if workers.values().any(|report| report.queue == queue) {

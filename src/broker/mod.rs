@@ -41,6 +41,11 @@ pub enum BrokerError {
     ConfirmTimeout,
     #[error("the channel closed before RabbitMQ confirmed the message")]
     ChannelClosed,
+    /// RabbitMQ closed the channel over what was asked of it: `code` is its reply code
+    /// (406 PRECONDITION_FAILED, 403 ACCESS_REFUSED, 405 RESOURCE_LOCKED, ...) and `text`
+    /// its reason, which begins with the code's name. The connection is unharmed.
+    #[error("RabbitMQ refused: {text}")]
+    Refused { code: u16, text: String },
 }
 
 impl From<amqprs::error::Error> for BrokerError {
@@ -143,6 +148,59 @@ pub fn header(props: &BasicProperties, name: &str) -> Option<String> {
     }
 }
 
+/// Why RabbitMQ last closed a channel, as its callback heard it. amqprs fails the call that
+/// was waiting with only "channel closed"; its callback runs before that call returns, so
+/// the caller finds the reason here.
+#[derive(Clone, Default)]
+pub(crate) struct Refusal(Arc<std::sync::Mutex<Option<(u16, String)>>>);
+
+impl Refusal {
+    fn set(&self, close: &CloseChannel) {
+        let reason = (close.reply_code(), close.reply_text().clone());
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(reason);
+    }
+
+    /// The broker's reason as an error, if it closed the channel. A channel closes once:
+    /// whatever was waiting on it when it did hears the same reason.
+    pub(crate) fn reason(&self) -> Option<BrokerError> {
+        let reason = self.0.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        reason.map(|(code, text)| BrokerError::Refused { code, text })
+    }
+}
+
+/// A channel for synchronous requests (declares) whose refusal by RabbitMQ is reported as
+/// [`BrokerError::Refused`], with the broker's reply code and reason.
+pub(crate) struct Requests {
+    channel: Channel,
+    refusal: Refusal,
+}
+
+impl Requests {
+    pub(crate) async fn open(connection: &Connection) -> Result<Requests, BrokerError> {
+        let channel = connection.open_channel(None).await?;
+        let refusal = Refusal::default();
+        let events = ChannelEvents {
+            confirms: None,
+            ended: None,
+            refusal: Some(refusal.clone()),
+        };
+        channel.register_callback(events).await?;
+        Ok(Requests { channel, refusal })
+    }
+
+    pub(crate) fn channel(&self) -> &Channel {
+        &self.channel
+    }
+
+    /// Declares a durable queue (as [`declare_queue`]); `Refused` when RabbitMQ will not,
+    /// for example a queue that exists with other arguments (406).
+    pub(crate) async fn declare_queue(&self, queue: &str) -> Result<(), BrokerError> {
+        declare_queue(&self.channel, queue)
+            .await
+            .map_err(|e| self.refusal.reason().unwrap_or(e))
+    }
+}
+
 /// Fires when the broker cancels the consumers of a channel (its queue was deleted) or
 /// closes the channel: either way the consumer must start over, or it would sit idle.
 pub async fn watch_channel(channel: &Channel) -> Result<Arc<Notify>, BrokerError> {
@@ -150,16 +208,18 @@ pub async fn watch_channel(channel: &Channel) -> Result<Arc<Notify>, BrokerError
     let events = ChannelEvents {
         confirms: None,
         ended: Some(ended.clone()),
+        refusal: None,
     };
     channel.register_callback(events).await?;
     Ok(ended)
 }
 
 /// What dpsd hears from the broker about a channel: publisher confirms (for a publishing
-/// channel) and the end of its consumers (for a consuming one).
+/// channel), the end of its consumers (for a consuming one), and why RabbitMQ closed it.
 pub(crate) struct ChannelEvents {
     confirms: Option<Arc<tokio::sync::Mutex<publisher::Pending>>>,
     ended: Option<Arc<Notify>>,
+    refusal: Option<Refusal>,
 }
 
 impl ChannelEvents {
@@ -184,6 +244,10 @@ impl ChannelCallback for ChannelEvents {
         close: CloseChannel,
     ) -> Result<(), amqprs::error::Error> {
         tracing::warn!("channel closed by RabbitMQ: {close}");
+        // Kept before the waiters hear of the close, so they find the reason.
+        if let Some(refusal) = &self.refusal {
+            refusal.set(&close);
+        }
         if let Some(confirms) = &self.confirms {
             // Dropping the waiters tells every publisher its confirm will not come.
             confirms.lock().await.waiters.clear();

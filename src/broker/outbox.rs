@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use amqprs::connection::Connection;
 use tokio::sync::Mutex;
 
-use super::{close, connect, declare_queue, properties, BrokerError, Publisher};
+use super::{close, connect, properties, BrokerError, Publisher, Requests};
 
 /// A publisher for long-lived processes that publish now and then (the daemon's scheduler
 /// and API): it connects on first use, declares each queue once, and after any failure
@@ -16,10 +16,13 @@ pub struct Outbox {
     line: Mutex<Option<Line>>,
 }
 
-/// An open connection with its publish channel.
+/// An open connection with its publish channel, and a channel of its own for the declares:
+/// RabbitMQ closes the channel of a declare it refuses (a queue that exists with other
+/// arguments), and on the publish channel that would fail every publish in flight too.
 struct Line {
     connection: Connection,
     publisher: Publisher,
+    declares: Requests,
 }
 
 impl Outbox {
@@ -32,13 +35,18 @@ impl Outbox {
     }
 
     /// Publishes persistently to `queue` (declared durable first) and waits for the confirm.
+    /// `Refused` when RabbitMQ closes a channel over it (the declare or the publish): the
+    /// connection stays, and the next publish opens the channel again.
     pub async fn publish(&self, queue: &str, body: Vec<u8>) -> Result<(), BrokerError> {
         let publisher = self.publisher_for(queue).await?;
         let result = publisher
             .publish(queue, body, properties(&BTreeMap::new()))
             .await;
-        if result.is_err() {
-            // Whatever broke, the next publish starts from a fresh connection.
+        if result
+            .as_ref()
+            .is_err_and(|e| !matches!(e, BrokerError::Refused { .. }))
+        {
+            // Whatever else broke, the next publish starts from a fresh connection.
             self.line.lock().await.take();
         }
         result
@@ -57,35 +65,61 @@ impl Outbox {
         let Some(open) = line.as_mut() else {
             return Err(BrokerError::Lost("no connection"));
         };
-        if let Err(e) = declare_queue(open.publisher.channel(), queue).await {
-            line.take();
-            return Err(e);
+        match open.declares.declare_queue(queue).await {
+            Ok(()) => Ok(open.publisher.clone()),
+            // Only the declare channel closed; `connected` opens it again.
+            Err(e @ BrokerError::Refused { .. }) => Err(e),
+            Err(e) => {
+                line.take();
+                Err(e)
+            }
         }
-        Ok(open.publisher.clone())
     }
 
+    /// The line, connecting if there is none or its connection closed, and opening again
+    /// a channel that RabbitMQ closed (on a refusal) on the connection that stayed open.
     async fn connected(&self) -> Result<tokio::sync::MutexGuard<'_, Option<Line>>, BrokerError> {
         let mut line = self.line.lock().await;
-        let healthy = line
-            .as_ref()
-            .is_some_and(|l| l.connection.is_open() && l.publisher.channel().is_open());
-        if !healthy {
-            let connection = connect(&self.url, &self.name).await?;
-            let publisher = Publisher::open(&connection).await?;
-            *line = Some(Line {
-                connection,
-                publisher,
-            });
+        if let Some(open) = line.as_mut().filter(|l| l.connection.is_open()) {
+            match reopen_closed_channels(open).await {
+                Ok(()) => return Ok(line),
+                Err(e) => {
+                    line.take();
+                    return Err(e);
+                }
+            }
         }
+        let connection = connect(&self.url, &self.name).await?;
+        let publisher = Publisher::open(&connection).await?;
+        let declares = Requests::open(&connection).await?;
+        *line = Some(Line {
+            connection,
+            publisher,
+            declares,
+        });
         Ok(line)
     }
 
     /// Closes the connection, if one is open.
     pub async fn close(&self) {
         if let Some(line) = self.line.lock().await.take() {
-            close(vec![line.publisher.channel().clone()], line.connection).await;
+            let channels = vec![
+                line.publisher.channel().clone(),
+                line.declares.channel().clone(),
+            ];
+            close(channels, line.connection).await;
         }
     }
+}
+
+async fn reopen_closed_channels(line: &mut Line) -> Result<(), BrokerError> {
+    if !line.publisher.channel().is_open() {
+        line.publisher = Publisher::open(&line.connection).await?;
+    }
+    if !line.declares.channel().is_open() {
+        line.declares = Requests::open(&line.connection).await?;
+    }
+    Ok(())
 }
 
 /// A queue as the broker sees it now.

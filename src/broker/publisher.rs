@@ -11,7 +11,7 @@ use amqprs::connection::Connection;
 use amqprs::BasicProperties;
 use tokio::sync::{oneshot, Mutex};
 
-use super::{BrokerError, ChannelEvents};
+use super::{BrokerError, ChannelEvents, Refusal};
 
 /// How long a publish waits for the broker's confirm before it counts as failed.
 pub const CONFIRM_TIMEOUT: Duration = Duration::from_secs(30);
@@ -22,6 +22,7 @@ pub const CONFIRM_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct Publisher {
     channel: Channel,
     pending: Arc<Mutex<Pending>>,
+    refusal: Refusal,
 }
 
 /// Confirms awaited, by publish sequence number (1, 2, ... in publish order on the channel).
@@ -50,15 +51,21 @@ impl Publisher {
     pub async fn open(connection: &Connection) -> Result<Publisher, BrokerError> {
         let channel = connection.open_channel(None).await?;
         let pending = Arc::new(Mutex::new(Pending::default()));
+        let refusal = Refusal::default();
         let events = ChannelEvents {
             confirms: Some(pending.clone()),
             ended: None,
+            refusal: Some(refusal.clone()),
         };
         channel.register_callback(events).await?;
         channel
             .confirm_select(ConfirmSelectArguments::default())
             .await?;
-        Ok(Publisher { channel, pending })
+        Ok(Publisher {
+            channel,
+            pending,
+            refusal,
+        })
     }
 
     pub fn channel(&self) -> &Channel {
@@ -90,7 +97,9 @@ impl Publisher {
         match tokio::time::timeout(CONFIRM_TIMEOUT, confirmed).await {
             Ok(Ok(true)) => Ok(()),
             Ok(Ok(false)) => Err(BrokerError::Nacked),
-            Ok(Err(_)) => Err(BrokerError::ChannelClosed),
+            // RabbitMQ closed the channel (a publish it refused, 403 say): its reason when
+            // it gave one. Every publish in flight on the channel hears it.
+            Ok(Err(_)) => Err(self.refusal.reason().unwrap_or(BrokerError::ChannelClosed)),
             Err(_) => Err(BrokerError::ConfirmTimeout),
         }
     }

@@ -145,6 +145,9 @@ impl Scheduler {
             }
             _ => def.schedule.next(None, now),
         };
+        if next_run_at.is_none() && !matches!(def.schedule, Schedule::Manual) {
+            warn!(job = %def.name, schedule = %def.schedule, "no next run can be computed: the job will not fire");
+        }
         let definition = JobDefinition {
             name: def.name.clone(),
             schedule: text,
@@ -218,6 +221,9 @@ impl Scheduler {
                 .as_deref()
                 .map_or(Ok(Schedule::Manual), Schedule::parse);
             let next = schedule.ok().and_then(|s| s.next(Some(planned), woke));
+            if next.is_none() && record.schedule.is_some() {
+                warn!("no next run can be computed after this one: the job will not fire again");
+            }
             match self.store.advance_job(&name, planned, next).await {
                 Ok(true) => {
                     // How late the timer woke, and how long taking the occurrence took.
@@ -242,8 +248,7 @@ impl Scheduler {
     pub async fn run(&self, name: &str) -> Result<Result<(), String>, SchedulerError> {
         let def = self.def(name)?;
         let now = Utc::now();
-        let stale_before =
-            now - chrono::Duration::from_std(lock_lifetime(&def.action)).unwrap_or_default();
+        let stale_before = stale_before(now, lock_lifetime(&def.action));
         if !self
             .store
             .lock_job(name, &self.host, now, stale_before)
@@ -297,14 +302,22 @@ impl Scheduler {
         name: &str,
         text: &str,
     ) -> Result<JobRecord, SchedulerError> {
-        let def = self.def(name)?;
+        // A bad schedule is reported before an unknown job (api.md 3).
         let schedule = Schedule::parse(text).map_err(SchedulerError::BadSchedule)?;
+        let def = self.def(name)?;
+        let next_run_at = schedule.next(None, Utc::now());
+        if next_run_at.is_none() && !matches!(schedule, Schedule::Manual) {
+            return Err(SchedulerError::BadSchedule(format!(
+                "schedule {:?} has no next run that can be represented",
+                text.trim()
+            )));
+        }
         let definition = JobDefinition {
             name: name.to_string(),
             schedule: schedule_text(&schedule),
             kind: schedule.kind().into(),
             active: def.active,
-            next_run_at: schedule.next(None, Utc::now()),
+            next_run_at,
         };
         self.store.define_job(&definition).await?;
         self.wake_timer(name, &def);
@@ -385,8 +398,17 @@ fn schedule_text(schedule: &Schedule) -> Option<String> {
 fn lock_lifetime(action: &JobAction) -> Duration {
     match action {
         JobAction::Publish { .. } => PUBLISH_LOCK,
-        JobAction::Exec { timeout, .. } => *timeout + LOCK_MARGIN,
+        JobAction::Exec { timeout, .. } => timeout.saturating_add(LOCK_MARGIN),
     }
+}
+
+/// Locks taken before this are stale at `now`. A lifetime too long to subtract (an exec
+/// timeout of ages) gives the epoch: no lock goes stale.
+fn stale_before(now: DateTime<Utc>, lifetime: Duration) -> DateTime<Utc> {
+    chrono::Duration::from_std(lifetime)
+        .ok()
+        .and_then(|lifetime| now.checked_sub_signed(lifetime))
+        .unwrap_or(DateTime::<Utc>::UNIX_EPOCH)
 }
 
 fn stale(locked_at: DateTime<Utc>, lifetime: Duration) -> bool {
@@ -398,4 +420,26 @@ fn hostname() -> String {
         .ok()
         .and_then(|h| h.into_string().ok())
         .unwrap_or_else(|| "localhost".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lock_lifetimes_of_ages_never_panic_and_never_go_stale() {
+        let now = Utc::now();
+        let hour = Duration::from_secs(3600);
+        assert_eq!(stale_before(now, hour), now - chrono::Duration::hours(1));
+        for lifetime in [Duration::from_secs(300_000 * 31_557_600), Duration::MAX] {
+            assert_eq!(stale_before(now, lifetime), DateTime::<Utc>::UNIX_EPOCH);
+        }
+        let exec = JobAction::Exec {
+            program: "x".into(),
+            args: vec![],
+            timeout: Duration::MAX,
+        };
+        assert_eq!(lock_lifetime(&exec), Duration::MAX);
+        assert!(!stale(now, Duration::MAX));
+    }
 }

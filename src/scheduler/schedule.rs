@@ -6,6 +6,13 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
+/// The longest interval accepted. Longer ones mean nothing as a schedule, and one long
+/// enough (`300000 years`) has no next run that can be represented: adding it to a time
+/// panicked. Well below that limit, it also keeps every next run within four-digit years.
+const MAX_INTERVAL: Duration = Duration::from_secs(1000 * YEAR_SECS);
+/// What humantime takes a year to be (365.25 days).
+const YEAR_SECS: u64 = 31_557_600;
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum Schedule {
     /// `text` is the interval as written ("90 minutes"), shown back as such.
@@ -28,6 +35,12 @@ impl Schedule {
         if let Ok(interval) = humantime::parse_duration(text) {
             if interval < Duration::from_secs(1) {
                 return Err(format!("interval {text:?} is shorter than one second"));
+            }
+            if interval > MAX_INTERVAL {
+                return Err(format!(
+                    "interval {text:?} is too long: at most {} years",
+                    MAX_INTERVAL.as_secs() / YEAR_SECS
+                ));
             }
             return Ok(Schedule::Interval {
                 every: interval,
@@ -62,7 +75,8 @@ impl Schedule {
 
     /// The first occurrence after the one planned for `planned` (or the first after `now`
     /// for a new job). Occurrences that passed while nobody ran them are skipped, not
-    /// caught up on.
+    /// caught up on. None for a manual job, and for a next occurrence that cannot be
+    /// represented (never for a schedule `parse` accepted, from any `now` in practice).
     pub fn next(
         &self,
         planned: Option<DateTime<Utc>>,
@@ -72,8 +86,10 @@ impl Schedule {
             Schedule::Manual => None,
             Schedule::Interval { every, .. } => {
                 let every = chrono::Duration::from_std(*every).ok()?;
-                let next = planned.map(|p| p + every).filter(|n| *n > now);
-                Some(next.unwrap_or(now + every))
+                let next = planned
+                    .and_then(|p| p.checked_add_signed(every))
+                    .filter(|n| *n > now);
+                next.or_else(|| now.checked_add_signed(every))
             }
             Schedule::Cron { cron, .. } => cron.next_after(planned.map_or(now, |p| p.max(now))),
         }
@@ -198,6 +214,48 @@ mod tests {
         assert!(Schedule::parse("every now and then").is_err());
         assert!(Schedule::parse("61 * * * *").is_err());
         assert!(Schedule::parse("100ms").is_err());
+    }
+
+    #[test]
+    fn intervals_longer_than_the_limit_are_refused() {
+        // Found by API fuzzing: adding `300000 years` to now panicked.
+        for text in [
+            "300000 years",
+            "1001 years",
+            "2562047788015215h",
+            "1000000000 years",
+        ] {
+            let err = Schedule::parse(text).unwrap_err();
+            assert_eq!(
+                err,
+                format!("interval {text:?} is too long: at most 1000 years")
+            );
+        }
+        let longest = Schedule::parse("1000 years").expect("at the limit");
+        assert!(longest.next(None, at(10, 0, 0)).is_some());
+        let now = Utc::now();
+        let next = longest.next(Some(now), now).expect("a next run");
+        assert!(next.format("%Y").to_string().len() == 4, "{next}");
+    }
+
+    #[test]
+    fn a_next_run_past_the_last_representable_date_is_none_not_a_panic() {
+        // Schedules built directly, or planned times read back from a store, skip `parse`.
+        let huge = Schedule::Interval {
+            every: Duration::from_secs(300_000 * YEAR_SECS),
+            text: "300000 years".into(),
+        };
+        assert_eq!(huge.next(None, at(10, 0, 0)), None);
+        let beyond_chrono = Schedule::Interval {
+            every: Duration::MAX,
+            text: "forever".into(),
+        };
+        assert_eq!(beyond_chrono.next(None, at(10, 0, 0)), None);
+        let every = Schedule::parse("2s").expect("interval");
+        let last = DateTime::<Utc>::MAX_UTC;
+        assert_eq!(every.next(Some(last), last), None);
+        // A planned time that cannot be advanced falls back to one interval from now.
+        assert_eq!(every.next(Some(last), at(10, 0, 0)), Some(at(10, 0, 2)));
     }
 
     #[test]
