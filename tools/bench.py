@@ -11,7 +11,11 @@ all in one run on the local RabbitMQ, and the figures written to docs/BENCHMARKS
 For each dpsd run: messages/s, the fraction of the relay, CPU seconds of dpsd and of the
 broker per 10,000 messages, and the peak resident memory of a replica.
 
-usage: bench.py [--n N] [--prefetch P] [--rate R] [--seconds S] [--out FILE]
+With --compare BINARY, the embedded runs are repeated with another build of dpsd (an older
+commit, say), alternating with this one, so a change is measured against its baseline in
+one session on a noisy machine.
+
+usage: bench.py [--n N] [--prefetch P] [--rate R] [--seconds S] [--compare BINARY] [--out FILE]
 """
 import argparse, calendar, json, os, sqlite3, statistics, subprocess, tempfile, time, urllib.request, uuid
 
@@ -75,7 +79,8 @@ def broker_pids():
 class Chain:
     """A scratch configuration with the example chain, run by `dpsd run`."""
 
-    def __init__(self, store, replicas, prefetch):
+    def __init__(self, store, replicas, prefetch, dpsd=DPSD):
+        self.dpsd = dpsd
         self.id = uuid.uuid4().hex[:8]
         self.dir = tempfile.mkdtemp(prefix="dpsd-bench-")
         self.q1, self.q2 = f"bench_{self.id}.stage1", f"bench_{self.id}.stage2"
@@ -101,7 +106,7 @@ services:
             f.write(f"queue: {self.q2}\njob_state: 2\nreplicas: {replicas}\nservices: [s2, s2_1]\n")
 
     def start(self):
-        self.daemon = subprocess.Popen([DPSD, "--config", f"{self.dir}/dpsd.yaml", "run"], stderr=open(f"{self.dir}/log", "w"))
+        self.daemon = subprocess.Popen([self.dpsd, "--config", f"{self.dir}/dpsd.yaml", "run"], stderr=open(f"{self.dir}/log", "w"))
         deadline = time.time() + 60
         while self.consumers() < 2 * self.replicas:
             assert time.time() < deadline, "the chain did not start"
@@ -143,8 +148,8 @@ services:
         subprocess.run(["rm", "-rf", self.dir])
 
 
-def throughput(store, replicas, n, prefetch, relay_rate):
-    chain = Chain(store, replicas, prefetch)
+def throughput(store, replicas, n, prefetch, relay_rate, dpsd=DPSD):
+    chain = Chain(store, replicas, prefetch, dpsd)
     try:
         return measure(chain, n, relay_rate)
     finally:
@@ -166,8 +171,9 @@ def measure(chain, n, relay_rate):
     cpu, bcpu = cpu_seconds(pids) - cpu0, cpu_seconds(broker) - bcpu0
     rss = max(peak_rss_mb(p) for p in children(chain.daemon.pid))
     rate = n / seconds
+    build = "" if chain.dpsd == DPSD else " (baseline)"
     return {
-        "run": f"dpsd, {chain.store}, replicas {chain.replicas}", "n": n, "per_second": rate, "of_relay": rate / relay_rate,
+        "run": f"dpsd{build}, {chain.store}, replicas {chain.replicas}", "n": n, "per_second": rate, "of_relay": rate / relay_rate,
         "dpsd_cpu_per_10k": cpu * 10_000 / n, "broker_cpu_per_10k": bcpu * 10_000 / n, "replica_peak_mb": rss,
     }
 
@@ -218,7 +224,8 @@ def write(args, rows, latency):
         f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {os.cpu_count()} cores, release build, "
         f"prefetch {args.prefetch}; the MongoDB-wire runs use SecantusDB (slow on writes) with fewer "
         "messages. Messages per second from the first publish to the last message through stage 2; "
-        "the relay is the median of three runs.",
+        "the relay is the median of three runs."
+        + (f" Baseline: {args.compare}, run alternately with this build." if args.compare else ""),
         "",
         *table,
         "",
@@ -247,6 +254,7 @@ def main():
     parser.add_argument("--prefetch", type=int, default=50)
     parser.add_argument("--rate", type=int, default=500)
     parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--compare", help="another dpsd binary, run beside this one on the embedded store")
     parser.add_argument("--out", default=os.path.join(ROOT, "docs", "BENCHMARKS.md"))
     args = parser.parse_args()
     limit = statistics.median(relay(args.n, args.prefetch) for _ in range(3))
@@ -254,8 +262,10 @@ def main():
     for store in ["embedded"] + (["mongodb"] if MONGO else []):
         for replicas in (1, 2):
             n = args.n if store == "embedded" else min(args.n, 2000)
-            rows.append(throughput(store, replicas, n, args.prefetch, limit))
-            print(rows[-1], flush=True)
+            builds = [DPSD] + ([args.compare] if args.compare and store == "embedded" else [])
+            for dpsd in builds:
+                rows.append(throughput(store, replicas, n, args.prefetch, limit, dpsd))
+                print(rows[-1], flush=True)
     latency = paced(args.rate, args.seconds, args.prefetch)
     print(latency, flush=True)
     write(args, rows, latency)
