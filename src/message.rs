@@ -113,6 +113,18 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    /// Found by fuzz/fuzz_targets/message_parse.rs: without serde_json's float_roundtrip,
+    /// some numbers came out of the first hop one ULP off.
+    #[test]
+    fn numbers_travel_untouched() {
+        let message =
+            Message::parse(br#"{"executionId": 3e50, "n": [-3e50, 99574e166]}"#).expect("valid");
+        let again = Message::parse(&message.to_bytes()).expect("round trip");
+        assert_eq!(again.body(), message.body());
+        assert_eq!(message.body()["n"][0].as_f64(), Some(-3e50));
+        assert_eq!(message.body()["n"][1].as_f64(), Some(99574e166));
+    }
+
     #[test]
     fn keeps_an_execution_id_and_assigns_a_missing_one() {
         let m = Message::parse(br#"{"mydata": {}, "executionId": "abc"}"#).expect("valid");

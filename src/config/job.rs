@@ -189,4 +189,17 @@ mod tests {
         let err = load("publish: {queue: q, cont: 2}\n").unwrap_err();
         assert!(err.to_string().contains("unknown field `cont`"), "{err}");
     }
+
+    #[test]
+    fn an_interval_past_the_last_representable_date_is_a_problem() {
+        // Caught by fuzz/fuzz_targets/job_config.rs: such a job loaded, then the scheduler
+        // panicked adding the interval to now. Schedule::parse refuses it now.
+        for every in ["300000 years", "1000000000 years"] {
+            let err = load(&format!("schedule: {every}\nexec: [x]\n")).unwrap_err();
+            assert_eq!(err.0[0].line, Some(1), "{err}");
+            assert!(err.to_string().contains("too long"), "{err}");
+        }
+        let job = load("schedule: 1000 years\nexec: [x]\n").expect("valid");
+        assert!(job.schedule.next(None, chrono::Utc::now()).is_some());
+    }
 }

@@ -13,7 +13,7 @@ use serde::{Deserialize, Deserializer};
 use super::problem::{Problem, Problems};
 use super::service::ServiceSpec;
 use crate::services::ServiceDef;
-use crate::worker::RetryPolicy;
+use crate::worker::{delay_queue, RetryPolicy};
 
 /// AMQP short strings (queue names) are at most 255 bytes.
 const MAX_QUEUE_NAME: usize = 255;
@@ -207,6 +207,12 @@ pub fn parse_worker(
             None
         }
     };
+    if let Some(message) = retry
+        .as_ref()
+        .and_then(|retry| delay_queue_problem(&file.queue, retry))
+    {
+        problems.push(Problem::near(path, text, "retry", message));
+    }
     let base = path.parent().unwrap_or(Path::new("."));
     let mut services = Vec::new();
     for (i, service) in file.services.iter().enumerate() {
@@ -294,6 +300,26 @@ pub fn queue_name_problem(queue: &str) -> Option<String> {
     } else {
         None
     }
+}
+
+/// The delay queues of `retry` are named after the worker's queue (`QUEUE.retry.10000ms`)
+/// and must be valid queue names too: a name over 255 bytes made the AMQP client panic when
+/// the worker declared it at start, so each replica crashed and was restarted, forever.
+fn delay_queue_problem(queue: &str, retry: &RetryPolicy) -> Option<String> {
+    if queue_name_problem(queue).is_some() {
+        return None; // reported for `queue` already
+    }
+    let longest = retry
+        .delays()
+        .into_iter()
+        .map(|delay| delay_queue(queue, delay))
+        .max_by_key(String::len)?;
+    queue_name_problem(&longest).map(|problem| {
+        format!(
+            "retry: delay queue {longest:?} would be {problem}: shorten the queue name ({} bytes)",
+            queue.len()
+        )
+    })
 }
 
 /// Every `*.yaml` / `*.yml` file of a folder, sorted, so output is stable.
@@ -396,6 +422,29 @@ mod tests {
     fn a_worker_must_not_forward_to_its_own_queue() {
         let err = load("queue: a\nfollow_queue: a\njob_state: 1\nservices: [svc1]\n").unwrap_err();
         assert_eq!(err.0[0].line, Some(2), "{err}");
+    }
+
+    #[test]
+    fn delay_queue_names_must_fit_like_queue_names() {
+        // Caught by fuzz/fuzz_targets/worker_config.rs: a 250-byte queue is valid, but its
+        // delay queue `QUEUE.retry.10000ms` is 264 bytes, on which the AMQP client panicked.
+        let worker = |queue: &str, retry: &str| {
+            load(&format!(
+                "queue: {queue}\njob_state: 1\nservices: [svc1]\n{retry}"
+            ))
+        };
+        let long = "q".repeat(250);
+        let err = worker(&long, "retry: {max_attempts: 3}\n").unwrap_err();
+        assert_eq!(err.0.len(), 1, "{err}");
+        assert_eq!(err.0[0].line, Some(4), "{err}");
+        assert!(err.0[0].message.contains("longer than 255 bytes"), "{err}");
+        // Without retries there is no delay queue; 241 bytes and `.retry.20000ms` make 255.
+        assert!(worker(&long, "").is_ok());
+        let queue = "q".repeat(241);
+        assert!(worker(&queue, "retry: {max_attempts: 3}\n").is_ok());
+        // The longest delay counts: `.retry.600000ms` (15 bytes) once the cap is reached.
+        let err = worker(&queue, "retry: {max_attempts: 20}\n").unwrap_err();
+        assert!(err.0[0].message.contains("600000ms"), "{err}");
     }
 
     #[test]
