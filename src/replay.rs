@@ -2,7 +2,7 @@
 //! attempts reset, and leaves the store only after the broker confirmed the publish, so a
 //! failure between the two leaves it parked (at worst it is then replayed twice).
 
-use crate::broker::Outbox;
+use crate::broker::{BrokerError, Outbox};
 use crate::store::{Store, StoreError};
 
 /// Parked messages are replayed in pages of this many.
@@ -12,10 +12,29 @@ const PAGE: u32 = 100;
 pub enum ReplayError {
     #[error("no parked message {0:?}")]
     NotFound(String),
-    #[error("cannot publish to {queue}: {reason}")]
-    Publish { queue: String, reason: String },
+    /// RabbitMQ refused the queue (it closed the channel with a reply code), and will until
+    /// the queue changes: `refusal` names the queue and gives the broker's reason, as
+    /// [`BrokerError::refusal_of`] words it.
+    #[error("{refusal}")]
+    Refused { queue: String, refusal: String },
+    /// The publish failed otherwise: RabbitMQ unreachable, a nack, no confirm.
+    #[error("cannot publish to {queue}: {error}")]
+    Publish { queue: String, error: BrokerError },
+    /// The stored body cannot be turned back into bytes (a corrupt entry).
+    #[error("cannot replay {id:?}: {reason}")]
+    Body { id: String, reason: String },
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+impl ReplayError {
+    fn publish(queue: &str, error: BrokerError) -> ReplayError {
+        let queue = queue.to_string();
+        match error.refusal_of(&queue) {
+            Some(refusal) => ReplayError::Refused { queue, refusal },
+            None => ReplayError::Publish { queue, error },
+        }
+    }
 }
 
 /// What a bulk replay did.
@@ -31,15 +50,14 @@ pub async fn replay_one(store: &dyn Store, outbox: &Outbox, id: &str) -> Result<
         .failed(id)
         .await?
         .ok_or_else(|| ReplayError::NotFound(id.to_string()))?;
-    let publish_error = |reason: String| ReplayError::Publish {
-        queue: parked.queue.clone(),
+    let body = parked.body.to_bytes().map_err(|reason| ReplayError::Body {
+        id: id.to_string(),
         reason,
-    };
-    let body = parked.body.to_bytes().map_err(publish_error)?;
+    })?;
     outbox
         .publish(&parked.queue, body)
         .await
-        .map_err(|e| publish_error(e.to_string()))?;
+        .map_err(|e| ReplayError::publish(&parked.queue, e))?;
     store.delete_failed(id, Some(parked.last_failed_at)).await?;
     tracing::info!(id, queue = %parked.queue, executionId = parked.execution_id.as_deref().unwrap_or("-"), "replayed");
     Ok(())

@@ -575,34 +575,6 @@ fn publishing_to_a_delay_queue_is_a_400() {
     assert_eq!(health(), Some(StatusCode::OK));
 }
 
-/// Declares `queue` durable with `x-max-length`, as something other than dpsd might.
-fn declare_capped(env: &TestEnv, queue: &str, max_length: i64) {
-    use amqprs::channel::QueueDeclareArguments;
-    use amqprs::connection::{Connection, OpenConnectionArguments};
-    use amqprs::{FieldTable, FieldValue};
-    let url = url::Url::parse(&env.amqp_url).expect("amqp url");
-    env.rt().block_on(async {
-        let args = OpenConnectionArguments::new(
-            url.host_str().unwrap_or("127.0.0.1"),
-            url.port().unwrap_or(5672),
-            "guest",
-            "guest",
-        );
-        let connection = Connection::open(&args).await.expect("connect to RabbitMQ");
-        let channel = connection.open_channel(None).await.expect("channel");
-        let mut arguments = FieldTable::new();
-        arguments.insert(
-            "x-max-length".try_into().expect("name"),
-            FieldValue::l(max_length),
-        );
-        let mut declare = QueueDeclareArguments::durable_client_named(queue);
-        declare.arguments(arguments);
-        channel.queue_declare(declare).await.expect("declare");
-        channel.close().await.expect("close channel");
-        connection.close().await.expect("close connection");
-    });
-}
-
 /// Found by API fuzzing: RabbitMQ closes the channel of a declare it refuses (406
 /// PRECONDITION_FAILED for a queue that exists with other arguments), and the client got a
 /// 503 saying only "channel closed". It is bad input: 400 naming the queue and the
@@ -612,7 +584,7 @@ fn publishing_to_a_queue_with_other_arguments_is_a_400_with_the_reason() {
     let env = TestEnv::embedded("apirefused");
     let capped = env.queue("capped");
     let other = env.queue("other");
-    declare_capped(&env, &capped, 5);
+    env.declare_capped(&capped, 5);
     env.start_daemon();
     env.wait_api();
     for attempt in 0..2 {
@@ -638,4 +610,68 @@ fn publishing_to_a_queue_with_other_arguments_is_a_400_with_the_reason() {
         "{}",
         env.daemon_log()
     );
+}
+
+/// A message parked from a queue that was declared again with other arguments: RabbitMQ
+/// refuses the replay's declare (406). It is bad input, not an outage: 400 naming the queue
+/// and the broker's reason (it was a 503 saying only "channel closed"); the message stays
+/// parked, a bulk replay counts it as failed, and the CLI gives the same reason.
+#[test]
+fn replaying_to_a_queue_with_other_arguments_is_a_400_with_the_reason() {
+    use dpsd::store::{ParkedBody, ParkedMessage};
+    let env = TestEnv::embedded("replayrefused");
+    let capped = env.queue("capped");
+    env.declare_capped(&capped, 5);
+    let id = "w:replay-1".to_string();
+    env.rt().block_on(async {
+        let store = env.open_store().await;
+        let now = chrono::Utc::now();
+        let parked = ParkedMessage {
+            id: id.clone(),
+            body: ParkedBody::Json(json!({"executionId": "replay-1", "n": 1})),
+            worker: "w".into(),
+            queue: capped.clone(),
+            execution_id: Some("replay-1".into()),
+            attempts: 3,
+            error: "exit status 7".into(),
+            first_failed_at: now,
+            last_failed_at: now,
+        };
+        store.park(&parked).await.expect("park");
+        store.close().await;
+    });
+    let daemon = env.start_daemon();
+    env.wait_api();
+    let expected = format!(
+        "queue {capped:?} exists with other arguments: PRECONDITION_FAILED - inequivalent arg 'x-max-length'"
+    );
+    for attempt in 0..2 {
+        let (status, body) = post(&env, &format!("/api/failed/{id}/replay"), json!({}));
+        assert_eq!(status, StatusCode::BAD_REQUEST, "attempt {attempt}: {body}");
+        let error = body["error"].as_str().unwrap_or_default();
+        assert!(error.starts_with(&expected), "attempt {attempt}: {body}");
+    }
+    let (status, body) = post(&env, "/api/failed/replay", json!({}));
+    assert_eq!(
+        (status, body),
+        (StatusCode::OK, json!({"replayed": 0, "failed": 1}))
+    );
+    let (_, page) = get(&env, "/api/failed");
+    assert_eq!(page["total"], json!(1), "the message stays parked: {page}");
+    assert_eq!(env.depth(&capped), 0);
+    assert!(
+        env.daemon_log()
+            .contains(&format!("replay failed: {expected}")),
+        "{}",
+        env.daemon_log()
+    );
+
+    // The CLI, with the daemon stopped (it holds the embedded store).
+    let mut daemon = env.take_child(daemon);
+    daemon.kill().expect("stop the daemon");
+    daemon.wait().expect("wait for the daemon");
+    let out = env.run(&["failed", "replay", &id]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains(&format!("dpsd: {expected}")), "{stderr}");
 }

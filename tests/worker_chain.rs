@@ -281,3 +281,37 @@ fn huge_deeply_nested_and_odd_bodies_are_parked_with_a_reason() {
     );
     assert_eq!(env.depth(&queue), 0);
 }
+
+/// A worker whose queue exists with other arguments (declared by something else, here with
+/// `x-max-length`): RabbitMQ refuses its declare (406) and closes the channel. The replica
+/// keeps retrying, and its log names the queue and RabbitMQ's reason, not just "channel
+/// closed".
+#[test]
+fn a_refused_declare_is_logged_with_the_reason() {
+    let env = TestEnv::embedded("declarerefused");
+    let queue = env.queue("capped");
+    env.declare_capped(&queue, 5);
+    env.write_worker(
+        "capped_worker",
+        &format!("queue: {queue}\njob_state: 1\nservices: [integration_test_service1]\n"),
+    );
+    env.start_worker("capped_worker");
+    let expected = format!(
+        "queue {queue:?} exists with other arguments: PRECONDITION_FAILED - inequivalent arg 'x-max-length'"
+    );
+    let logged = || {
+        env.worker_log("capped_worker")
+            .lines()
+            .any(|line| line.contains(&expected) && line.contains("; reconnecting in"))
+    };
+    let began = std::time::Instant::now();
+    while !logged() && began.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(logged(), "{}", env.worker_log("capped_worker"));
+    assert!(
+        !env.worker_log("capped_worker").contains("consuming"),
+        "{}",
+        env.worker_log("capped_worker")
+    );
+}

@@ -59,16 +59,10 @@ async fn publish(
 /// A publish RabbitMQ refused (it closed the channel with a reply code) is bad input: 400
 /// naming the queue and the broker's reason. Other broker errors stay 503.
 fn refused(queue: &str, error: BrokerError) -> ApiError {
-    let BrokerError::Refused { code, text } = error else {
-        return error.into();
-    };
-    let what = match code {
-        406 if text.contains("inequivalent arg") => "exists with other arguments",
-        405 => "is locked (exclusive to another connection)",
-        403 => "is not accessible",
-        _ => "was refused by RabbitMQ",
-    };
-    ApiError::BadRequest(format!("queue {queue:?} {what}: {text}"))
+    match error.refusal_of(queue) {
+        Some(reason) => ApiError::BadRequest(reason),
+        None => error.into(),
+    }
 }
 
 /// The worker (and its queue) whose delay queue `queue` is (`<queue>.retry.<N>ms`, see

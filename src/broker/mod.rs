@@ -48,6 +48,24 @@ pub enum BrokerError {
     Refused { code: u16, text: String },
 }
 
+impl BrokerError {
+    /// For a refusal of something asked about `queue`, what RabbitMQ objects to in words,
+    /// naming the queue, then its reason as it sent it: `queue "q" exists with other
+    /// arguments: PRECONDITION_FAILED - inequivalent arg ...`. None for other errors.
+    pub fn refusal_of(&self, queue: &str) -> Option<String> {
+        let BrokerError::Refused { code, text } = self else {
+            return None;
+        };
+        let what = match code {
+            406 if text.contains("inequivalent arg") => "exists with other arguments",
+            405 => "is locked (exclusive to another connection)",
+            403 => "is not accessible",
+            _ => "was refused by RabbitMQ",
+        };
+        Some(format!("queue {queue:?} {what}: {text}"))
+    }
+}
+
 impl From<amqprs::error::Error> for BrokerError {
     fn from(e: amqprs::error::Error) -> Self {
         BrokerError::Amqp(redact_urls(&e.to_string()))
@@ -201,17 +219,39 @@ impl Requests {
     }
 }
 
-/// Fires when the broker cancels the consumers of a channel (its queue was deleted) or
-/// closes the channel: either way the consumer must start over, or it would sit idle.
-pub async fn watch_channel(channel: &Channel) -> Result<Arc<Notify>, BrokerError> {
+/// What a consuming channel's callback heard: see [`watch_channel`].
+pub struct ChannelWatch {
+    ended: Arc<Notify>,
+    refusal: Refusal,
+}
+
+impl ChannelWatch {
+    /// Returns when the broker cancels the consumers of the channel (its queue was deleted)
+    /// or closes the channel: either way the consumer must start over, or it would sit idle.
+    pub async fn ended(&self) {
+        self.ended.notified().await
+    }
+
+    /// `error`, from a call on the watched channel, as RabbitMQ's reason
+    /// ([`BrokerError::Refused`]) when it closed the channel over it: amqprs itself says
+    /// only "channel closed".
+    pub fn explain(&self, error: BrokerError) -> BrokerError {
+        self.refusal.reason().unwrap_or(error)
+    }
+}
+
+/// Watches a consuming channel. Registered before the channel's first request (its
+/// declares), so that a refusal is explained by [`ChannelWatch::explain`].
+pub async fn watch_channel(channel: &Channel) -> Result<ChannelWatch, BrokerError> {
     let ended = Arc::new(Notify::new());
+    let refusal = Refusal::default();
     let events = ChannelEvents {
         confirms: None,
         ended: Some(ended.clone()),
-        refusal: None,
+        refusal: Some(refusal.clone()),
     };
     channel.register_callback(events).await?;
-    Ok(ended)
+    Ok(ChannelWatch { ended, refusal })
 }
 
 /// What dpsd hears from the broker about a channel: publisher confirms (for a publishing

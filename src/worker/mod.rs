@@ -58,27 +58,44 @@ impl Worker {
     }
 
     /// One connection's life. Returns Ok after a graceful stop, Err when the connection failed.
-    async fn session(&self, shutdown: &Shutdown) -> Result<(), BrokerError> {
+    async fn session(&self, shutdown: &Shutdown) -> Result<(), SessionError> {
         let def = &self.handler.def;
         let name = format!("dpsd worker {} #{}", def.name, self.replica);
         let connection = broker::connect(&self.amqp_url, &name).await?;
         let channel = connection.open_channel(None).await?;
-        broker::declare_queue(&channel, &def.queue).await?;
+        // Watched before the declares: RabbitMQ closes the channel of a declare it refuses
+        // (a queue that exists with other arguments), and only the callback hears why.
+        let watch = broker::watch_channel(&channel).await?;
+        let refused = |queue: &str| {
+            let watch = &watch;
+            let queue = queue.to_string();
+            move |e: BrokerError| SessionError::refused(&queue, watch.explain(e))
+        };
+        broker::declare_queue(&channel, &def.queue)
+            .await
+            .map_err(refused(&def.queue))?;
         if let Some(follow) = &def.follow_queue {
-            broker::declare_queue(&channel, follow).await?;
+            broker::declare_queue(&channel, follow)
+                .await
+                .map_err(refused(follow))?;
         }
         for delay in def.retry.iter().flat_map(RetryPolicy::delays) {
-            retry::declare_delay_queue(&channel, &def.queue, delay).await?;
+            retry::declare_delay_queue(&channel, &def.queue, delay)
+                .await
+                .map_err(refused(&delay_queue(&def.queue, delay)))?;
         }
         channel
             .basic_qos(BasicQosArguments::new(0, def.prefetch, false))
-            .await?;
+            .await
+            .map_err(|e| watch.explain(e.into()))?;
         let publisher = Publisher::open(&connection).await?;
         let args = BasicConsumeArguments::new(&def.queue, "")
             .manual_ack(true)
             .finish();
-        let cancelled = broker::watch_channel(&channel).await?;
-        let (consumer_tag, mut deliveries) = channel.basic_consume_rx(args).await?;
+        let (consumer_tag, mut deliveries) = channel
+            .basic_consume_rx(args)
+            .await
+            .map_err(|e| refused(&def.queue)(e.into()))?;
         info!(queue = %def.queue, prefetch = def.prefetch, "consuming");
 
         let mut in_flight = JoinSet::new();
@@ -91,7 +108,7 @@ impl Worker {
                     None => break Some("the broker closed the consumer"),
                 },
                 Some(done) = in_flight.join_next() => report_panic(done),
-                _ = cancelled.notified() => break Some("RabbitMQ cancelled the consumer (was the queue deleted?)"),
+                _ = watch.ended() => break Some("RabbitMQ cancelled the consumer (was the queue deleted?)"),
                 _ = health.tick() => if !connection.is_open() || !channel.is_open() {
                     break Some("the connection to RabbitMQ was lost");
                 },
@@ -100,7 +117,7 @@ impl Worker {
         if let Some(reason) = lost {
             // Their acks could not reach the broker any more: it redelivers them.
             in_flight.abort_all();
-            return Err(BrokerError::Lost(reason));
+            return Err(BrokerError::Lost(reason).into());
         }
         self.drain(&channel, &consumer_tag, in_flight, shutdown)
             .await;
@@ -171,6 +188,32 @@ impl Worker {
                     break;
                 }
             }
+        }
+    }
+}
+
+/// Why a session ended: the broker failed, or refused one of the worker's queues.
+#[derive(Debug, thiserror::Error)]
+enum SessionError {
+    #[error(transparent)]
+    Broker(#[from] BrokerError),
+    /// `queue "q" exists with other arguments: PRECONDITION_FAILED - ...`
+    #[error("{0}")]
+    Refused(String),
+}
+
+impl From<amqprs::error::Error> for SessionError {
+    fn from(e: amqprs::error::Error) -> Self {
+        SessionError::Broker(e.into())
+    }
+}
+
+impl SessionError {
+    /// `error`, from a request about `queue`, naming the queue when RabbitMQ refused it.
+    fn refused(queue: &str, error: BrokerError) -> SessionError {
+        match error.refusal_of(queue) {
+            Some(refusal) => SessionError::Refused(refusal),
+            None => SessionError::Broker(error),
         }
     }
 }

@@ -533,6 +533,25 @@ impl TestEnv {
         })
     }
 
+    /// Declares `queue` with `x-max-length`, as another program might: a plain declare of
+    /// it (dpsd's) is then refused by RabbitMQ with PRECONDITION_FAILED.
+    pub fn declare_capped(&self, queue: &str, max_length: i64) {
+        self.rt().block_on(async {
+            let connection = connect(&self.amqp_url).await;
+            let channel = connection.open_channel(None).await.expect("channel");
+            let mut arguments = FieldTable::new();
+            arguments.insert(
+                "x-max-length".try_into().expect("name"),
+                FieldValue::l(max_length),
+            );
+            let mut declare = QueueDeclareArguments::durable_client_named(queue);
+            declare.arguments(arguments);
+            channel.queue_declare(declare).await.expect("declare");
+            channel.close().await.expect("close channel");
+            connection.close().await.expect("close connection");
+        });
+    }
+
     pub fn kill_workers(&self) {
         for mut child in self.children.lock().expect("lock").drain(..) {
             let _ = child.kill();
