@@ -7,7 +7,7 @@ mod writer;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -387,9 +387,19 @@ impl std::fmt::Debug for EmbeddedStore {
 
 /// Times as fixed-width UTC text with milliseconds: they sort and compare as text.
 /// SQLite's busy handler: `tries` is how many times it has already been called for this
-/// lock; false gives up (SQLITE_BUSY, reported as the store being unavailable).
+/// lock; false gives up (SQLITE_BUSY, reported as the store being unavailable). The wait is
+/// bounded by the clock, not by counting tries: a sleep lasts longer than asked.
 fn wait_for_lock(tries: i32) -> bool {
-    if BUSY_RETRY * (tries.max(0) as u32) >= BUSY_TIMEOUT {
+    thread_local! {
+        static WAITING_SINCE: std::cell::Cell<Instant> = std::cell::Cell::new(Instant::now());
+    }
+    let waited = WAITING_SINCE.with(|since| {
+        if tries == 0 {
+            since.set(Instant::now());
+        }
+        since.get().elapsed()
+    });
+    if waited >= BUSY_TIMEOUT {
         return false;
     }
     std::thread::sleep(BUSY_RETRY);
