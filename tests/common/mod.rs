@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use amqprs::channel::Channel;
 use amqprs::channel::{
     BasicGetArguments, BasicPublishArguments, QueueDeclareArguments, QueueDeleteArguments,
 };
@@ -447,109 +448,100 @@ impl TestEnv {
 
     /// Publishes raw bytes (for bodies `dpsd send` would refuse), persistently.
     pub fn publish_raw(&self, queue: &str, body: &[u8], headers: &[(&str, &str)]) {
-        let (url, queue, body) = (self.amqp_url.clone(), queue.to_string(), body.to_vec());
-        let headers: Vec<(String, String)> = headers
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        self.rt().block_on(async move {
-            let connection = connect(&url).await;
-            let channel = connection.open_channel(None).await.expect("channel");
+        let mut props = BasicProperties::default();
+        props.with_persistence(true);
+        if !headers.is_empty() {
+            let mut table = FieldTable::new();
+            for (k, v) in headers {
+                table.insert(
+                    k.to_string().try_into().expect("header name"),
+                    FieldValue::S(v.to_string().try_into().expect("header value")),
+                );
+            }
+            props.with_headers(table);
+        }
+        self.on_channel(|channel| async move {
             channel
-                .queue_declare(QueueDeclareArguments::durable_client_named(&queue))
+                .queue_declare(QueueDeclareArguments::durable_client_named(queue))
                 .await
                 .expect("declare");
-            let mut props = BasicProperties::default();
-            props.with_persistence(true);
-            if !headers.is_empty() {
-                let mut table = FieldTable::new();
-                for (k, v) in headers {
-                    table.insert(
-                        k.try_into().expect("header name"),
-                        FieldValue::S(v.try_into().expect("header value")),
-                    );
-                }
-                props.with_headers(table);
-            }
             channel
-                .basic_publish(props.finish(), body, BasicPublishArguments::new("", &queue))
+                .basic_publish(
+                    props.finish(),
+                    body.to_vec(),
+                    BasicPublishArguments::new("", queue),
+                )
                 .await
                 .expect("publish");
-            channel.close().await.expect("close channel");
-            connection.close().await.expect("close connection");
         });
     }
 
     /// Takes one message from a queue (acked), if there is one.
     pub fn get(&self, queue: &str) -> Option<Value> {
-        let (url, queue) = (self.amqp_url.clone(), queue.to_string());
-        self.rt().block_on(async move {
-            let connection = connect(&url).await;
-            let channel = connection.open_channel(None).await.expect("channel");
+        let got = self.on_channel(|channel| async move {
             channel
-                .queue_declare(QueueDeclareArguments::durable_client_named(&queue))
+                .queue_declare(QueueDeclareArguments::durable_client_named(queue))
                 .await
                 .expect("declare");
-            let got = channel
-                .basic_get(BasicGetArguments::new(&queue).no_ack(true).finish())
+            channel
+                .basic_get(BasicGetArguments::new(queue).no_ack(true).finish())
                 .await
-                .expect("get");
-            channel.close().await.expect("close channel");
-            connection.close().await.expect("close connection");
-            got.map(|(_, _, body)| serde_json::from_slice(&body).expect("JSON body"))
-        })
+                .expect("get")
+        });
+        got.map(|(_, _, body)| serde_json::from_slice(&body).expect("JSON body"))
     }
 
-    /// Messages ready in a queue.
     /// Deletes a queue (as an operator might, by mistake).
     pub fn delete_queue(&self, queue: &str) {
-        let (url, queue) = (self.amqp_url.clone(), queue.to_string());
-        self.rt().block_on(async move {
-            let connection = connect(&url).await;
-            let channel = connection.open_channel(None).await.expect("channel");
+        self.on_channel(|channel| async move {
             channel
-                .queue_delete(QueueDeleteArguments::new(&queue))
+                .queue_delete(QueueDeleteArguments::new(queue))
                 .await
                 .expect("delete queue");
-            let _ = channel.close().await;
-            connection.close().await.expect("close connection");
         });
     }
 
     /// Messages ready in a queue; 0 when it does not exist (yet).
     pub fn depth(&self, queue: &str) -> u32 {
-        let (url, queue) = (self.amqp_url.clone(), queue.to_string());
-        self.rt().block_on(async move {
-            let connection = connect(&url).await;
-            let channel = connection.open_channel(None).await.expect("channel");
+        self.on_channel(|channel| async move {
             // Passive: a delay queue has arguments a plain declare would clash with.
             let declared = channel
-                .queue_declare(QueueDeclareArguments::new(&queue).passive(true).finish())
+                .queue_declare(QueueDeclareArguments::new(queue).passive(true).finish())
                 .await;
-            let count = declared.ok().flatten().map_or(0, |(_, count, _)| count);
-            let _ = channel.close().await;
-            connection.close().await.expect("close connection");
-            count
+            declared.ok().flatten().map_or(0, |(_, count, _)| count)
         })
     }
 
     /// Declares `queue` with `x-max-length`, as another program might: a plain declare of
     /// it (dpsd's) is then refused by RabbitMQ with PRECONDITION_FAILED.
     pub fn declare_capped(&self, queue: &str, max_length: i64) {
+        let mut arguments = FieldTable::new();
+        arguments.insert(
+            "x-max-length".try_into().expect("name"),
+            FieldValue::l(max_length),
+        );
+        let mut declare = QueueDeclareArguments::durable_client_named(queue);
+        declare.arguments(arguments);
+        self.on_channel(|channel| async move {
+            channel.queue_declare(declare).await.expect("declare");
+        });
+    }
+
+    /// Runs `work` on a channel of a connection of its own to this test's broker, then
+    /// closes both (a channel the broker already closed, after a refused passive declare
+    /// say, is fine).
+    fn on_channel<T, F>(&self, work: impl FnOnce(Channel) -> F) -> T
+    where
+        F: std::future::Future<Output = T>,
+    {
         self.rt().block_on(async {
             let connection = connect(&self.amqp_url).await;
             let channel = connection.open_channel(None).await.expect("channel");
-            let mut arguments = FieldTable::new();
-            arguments.insert(
-                "x-max-length".try_into().expect("name"),
-                FieldValue::l(max_length),
-            );
-            let mut declare = QueueDeclareArguments::durable_client_named(queue);
-            declare.arguments(arguments);
-            channel.queue_declare(declare).await.expect("declare");
-            channel.close().await.expect("close channel");
+            let result = work(channel.clone()).await;
+            let _ = channel.close().await;
             connection.close().await.expect("close connection");
-        });
+            result
+        })
     }
 
     pub fn kill_workers(&self) {
