@@ -567,3 +567,26 @@ fn stem(path: &Path) -> Option<String> {
         .and_then(|s| s.to_str())
         .map(str::to_string)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::StateSync;
+
+    #[test]
+    fn a_changed_store_file_or_sync_restarts_replicas_and_a_changed_api_does_not() {
+        let old = Settings::default();
+        let mut new = old.clone();
+        assert!(!replica_settings_differ(&old, &new));
+        new.api.listen = "127.0.0.1:9999".into();
+        assert!(
+            !replica_settings_differ(&old, &new),
+            "replicas do not read api"
+        );
+        new.state_sync = StateSync::Full;
+        assert!(replica_settings_differ(&old, &new));
+        let mut moved = old.clone();
+        moved.state_dir = "/srv/dpsd".into();
+        assert!(replica_settings_differ(&old, &moved));
+    }
+}
