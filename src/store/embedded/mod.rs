@@ -111,7 +111,25 @@ fn connect(path: &Path, sync: StateSync) -> anyhow::Result<Connection> {
         connection.pragma_update(None, "synchronous", sync.pragma())?;
         Ok(connection)
     };
-    open().map_err(|e| anyhow::anyhow!("cannot open the embedded store {}: {e}", path.display()))
+    // Turning a new file to WAL takes a lock SQLite answers "busy" for at once, without its
+    // busy handler, to the other processes opening the file at that moment.
+    let began = Instant::now();
+    loop {
+        match open() {
+            Err(e) if is_busy(&e) && began.elapsed() < BUSY_TIMEOUT => {
+                std::thread::sleep(BUSY_RETRY)
+            }
+            opened => {
+                return opened.map_err(|e| {
+                    anyhow::anyhow!("cannot open the embedded store {}: {e}", path.display())
+                })
+            }
+        }
+    }
+}
+
+fn is_busy(error: &rusqlite::Error) -> bool {
+    error.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy)
 }
 
 #[async_trait]
@@ -385,7 +403,6 @@ impl std::fmt::Debug for EmbeddedStore {
     }
 }
 
-/// Times as fixed-width UTC text with milliseconds: they sort and compare as text.
 /// SQLite's busy handler: `tries` is how many times it has already been called for this
 /// lock; false gives up (SQLITE_BUSY, reported as the store being unavailable). The wait is
 /// bounded by the clock, not by counting tries: a sleep lasts longer than asked.
@@ -406,6 +423,7 @@ fn wait_for_lock(tries: i32) -> bool {
     true
 }
 
+/// Times as fixed-width UTC text with milliseconds: they sort and compare as text.
 fn ts(time: DateTime<Utc>) -> String {
     time.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
@@ -597,5 +615,34 @@ impl RawJob {
             fail_reason: self.fail_reason,
             locked_by: self.locked_by,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `dpsd run` and a `dpsd worker` started together on a fresh state_dir open the file
+    /// at once; SQLite answers "busy" to one of them, without waiting, while the other turns
+    /// the new file to WAL.
+    #[test]
+    fn connections_opening_a_fresh_file_at_once_all_succeed() {
+        for round in 0..30 {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let start = Arc::new(std::sync::Barrier::new(6));
+            let openers: Vec<_> = (0..6)
+                .map(|_| {
+                    let (dir, start) = (dir.path().to_path_buf(), start.clone());
+                    std::thread::spawn(move || {
+                        start.wait();
+                        EmbeddedStore::open(&dir, StateSync::Normal).map(drop)
+                    })
+                })
+                .collect();
+            for opener in openers {
+                let opened = opener.join().expect("opener thread");
+                assert!(opened.is_ok(), "round {round}: {opened:?}");
+            }
+        }
     }
 }
