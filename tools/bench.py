@@ -6,7 +6,9 @@ all in one run on the local RabbitMQ, and the figures written to docs/BENCHMARKS
   2. dpsd: the same N through the example chain (builtin constant services, job state
      written) under `dpsd run`, on the embedded store and (when DPSD_TEST_MONGODB_URI is
      set, as scripts/test-services.sh does) on the MongoDB-wire server, replicas 1 and 2;
-  3. paced: RATE msg/s for SECONDS on the embedded store: end-to-end latency from publish
+  3. the embedded store alone (examples/store_bench.rs): stage writes per second with P in
+     flight, one process, then two sharing the file as the chain's two workers do;
+  4. paced: RATE msg/s for SECONDS on the embedded store: end-to-end latency from publish
      to the final state written (p50, p99, max).
 For each dpsd run: messages/s, the fraction of the relay, CPU seconds of dpsd and of the
 broker per 10,000 messages, and the peak resident memory of a replica.
@@ -22,6 +24,7 @@ import argparse, calendar, json, os, sqlite3, statistics, subprocess, tempfile, 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DPSD = os.path.join(ROOT, "target", "release", "dpsd")
 RELAY = os.path.join(ROOT, "target", "release", "examples", "relay")
+STORE_BENCH = os.path.join(ROOT, "target", "release", "examples", "store_bench")
 AMQP = os.environ.get("DPSD_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2f")
 MONGO = os.environ.get("DPSD_TEST_MONGODB_URI")
 TICK = os.sysconf("SC_CLK_TCK")
@@ -210,7 +213,26 @@ def relay(n, prefetch):
     return json.loads(out)["per_second"]
 
 
-def write(args, rows, latency):
+def store_alone(n, prefetch, processes):
+    """Stage writes per second of `processes` processes recording at once into one fresh
+    embedded store, each with `prefetch` writes in flight; and the time a write then waits."""
+    state = tempfile.mkdtemp(prefix="dpsd-bench-store-")
+    try:
+        runs = [subprocess.Popen([STORE_BENCH, state, str(n), str(prefetch), f"w{i + 1}"], stdout=subprocess.PIPE, text=True)
+                for i in range(processes)]
+        rates = [json.loads(run.communicate()[0])["per_second"] for run in runs]
+        assert all(run.returncode == 0 for run in runs), "store_bench failed"
+    finally:
+        subprocess.run(["rm", "-rf", state])
+    return {"processes": processes, "per_second": sum(rates), "wait_ms": statistics.mean(prefetch * 1000 / r for r in rates)}
+
+
+def store_figures(s):
+    who = "one process" if s["processes"] == 1 else f"{s['processes']} processes sharing the file"
+    return f"{who} {s['per_second']:,.0f} writes/s, each write waiting {s['wait_ms']:.1f} ms"
+
+
+def write(args, rows, store, latency):
     table = ["| run | messages | msg/s | of relay | dpsd CPU s / 10k msg | broker CPU s / 10k msg | replica peak RSS |",
              "|---|---|---|---|---|---|---|"]
     for r in rows:
@@ -232,6 +254,10 @@ def write(args, rows, latency):
         f"Paced run on the embedded store, {latency['rate']} msg/s for {args.seconds} s "
         f"({latency['messages']} messages), publish to final state written: "
         f"p50 {latency['p50']:.0f} ms, p99 {latency['p99']:.0f} ms, max {latency['max']:.0f} ms.",
+        "",
+        f"The embedded store alone (examples/store_bench.rs), {args.prefetch} stage writes in flight per "
+        "process as a replica has: " + "; ".join(map(store_figures, store)) + ".",
+        "",
         "",
     ])
     with open(args.out) as f:
@@ -266,9 +292,11 @@ def main():
             for dpsd in builds:
                 rows.append(throughput(store, replicas, n, args.prefetch, limit, dpsd))
                 print(rows[-1], flush=True)
+    store = [store_alone(args.n, args.prefetch, processes) for processes in (1, 2)]
+    print(store, flush=True)
     latency = paced(args.rate, args.seconds, args.prefetch)
     print(latency, flush=True)
-    write(args, rows, latency)
+    write(args, rows, store, latency)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,67 @@
+//! The embedded store alone (`make bench`): how fast one process records stages, with as many
+//! writes in flight as a replica has messages (the prefetch), on a file other processes may
+//! share. The chain's stages wait for these writes in series with the broker's confirms, so
+//! this bounds what the store adds to each stage.
+//!
+//! usage: store_bench STATE_DIR WRITES IN_FLIGHT WORKER
+//! Prints `{"writes": N, "seconds": S, "per_second": R}`.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use chrono::Utc;
+use dpsd::config::StateSync;
+use dpsd::store::{EmbeddedStore, Stage, Status, Store};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let [_, dir, writes, in_flight, worker] = args.as_slice() else {
+        anyhow::bail!("usage: store_bench STATE_DIR WRITES IN_FLIGHT WORKER");
+    };
+    let (writes, in_flight): (usize, usize) = (writes.parse()?, in_flight.parse()?);
+    let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(dir.as_ref(), StateSync::Normal)?);
+    let slots = Arc::new(Semaphore::new(in_flight));
+    let mut running = JoinSet::new();
+    let started = Instant::now();
+    for _ in 0..writes {
+        let slot = slots.clone().acquire_owned().await?;
+        let (store, stage) = (store.clone(), stage(worker));
+        running.spawn(async move {
+            let id = uuid::Uuid::new_v4().to_string();
+            let recorded = store.record_stage(&id, &stage).await;
+            drop(slot);
+            recorded
+        });
+        while let Some(done) = running.try_join_next() {
+            done??;
+        }
+    }
+    while let Some(done) = running.join_next().await {
+        done??;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    println!(
+        "{{\"writes\": {writes}, \"seconds\": {seconds:.3}, \"per_second\": {:.0}}}",
+        writes as f64 / seconds
+    );
+    Ok(())
+}
+
+/// What the example chain's first stage records for each message.
+fn stage(worker: &str) -> Stage {
+    let now = Utc::now();
+    Stage {
+        worker: worker.to_string(),
+        state: 1,
+        status: Status::Done,
+        attempts: 1,
+        started_at: now,
+        finished_at: now,
+        duration_ms: 0,
+        error: None,
+        result: Some(serde_json::json!("test1")),
+    }
+}
