@@ -38,7 +38,7 @@ chaos: ## the long fault runs, fuzzing of the parsers and of the API (tens of mi
 run: release services ## the daemon with the shipped example chain on the embedded store (starts RabbitMQ if needed)
 	$(BINARY) --config etc/dpsd.yaml run
 
-bench: ## the chain against a bare amqprs relay, embedded and MongoDB-wire; writes docs/BENCHMARKS.md (BENCH_ARGS='--n 20000')
+bench: ## the chain against a bare amqprs relay, embedded and MongoDB-wire, and the embedded store alone; writes docs/BENCHMARKS.md (BENCH_ARGS='--n 20000')
 	$(CARGO) build --release --bins --examples
 	DPSD_TEST_RESTARTABLE_AMQP_URL= scripts/test-services.sh $$(scripts/secantus-venv.sh) tools/bench.py $(BENCH_ARGS)
 
