@@ -258,14 +258,13 @@ def write(args, rows, store, latency):
         f"The embedded store alone (examples/store_bench.rs), {args.prefetch} stage writes in flight per "
         "process as a replica has: " + "; ".join(map(store_figures, store)) + ".",
         "",
-        "",
     ])
     with open(args.out) as f:
         text = f.read()
     start = text.find("## `make bench` (latest run)")
     if start >= 0:
         end = text.find("\n## ", start + 1)
-        text = text[:start] + section + (text[end + 1:] if end >= 0 else "")
+        text = text[:start] + section + ("\n" + text[end + 1:] if end >= 0 else "")
     else:
         first = text.find("\n## ")
         text = text[:first + 1] + section + "\n" + text[first + 1:] if first >= 0 else text + "\n" + section

@@ -112,13 +112,12 @@ fn connect(path: &Path, sync: StateSync) -> anyhow::Result<Connection> {
         Ok(connection)
     };
     // Turning a new file to WAL takes a lock SQLite answers "busy" for at once, without its
-    // busy handler, to the other processes opening the file at that moment.
-    let began = Instant::now();
+    // busy handler, to the other processes opening the file at that moment: the same wait
+    // is applied here by hand.
+    let mut tries = 0;
     loop {
         match open() {
-            Err(e) if is_busy(&e) && began.elapsed() < BUSY_TIMEOUT => {
-                std::thread::sleep(BUSY_RETRY)
-            }
+            Err(e) if is_busy(&e) && wait_for_lock(tries) => tries += 1,
             opened => {
                 return opened.map_err(|e| {
                     anyhow::anyhow!("cannot open the embedded store {}: {e}", path.display())
