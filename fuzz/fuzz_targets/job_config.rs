@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use dpsd::config::{load_job, queue_name_problem, JobAction};
-use dpsd::scheduler::Schedule;
+use dpsd::config::Schedule;
 use libfuzzer_sys::fuzz_target;
 
 fn file() -> &'static PathBuf {

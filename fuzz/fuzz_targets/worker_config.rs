@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
 use dpsd::config::{queue_name_problem, Config, ServiceSpec, Settings};
-use dpsd::worker::delay_queue;
+use dpsd::config::delay_queue;
 use libfuzzer_sys::fuzz_target;
 
 const NAME: &str = "fuzz_worker";

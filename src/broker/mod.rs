@@ -3,16 +3,18 @@
 
 mod outbox;
 mod publisher;
+mod topology;
 
 pub use outbox::{Outbox, QueueStats};
 pub use publisher::Publisher;
+pub use topology::{declare_delay_queue, declare_queue};
 
 use std::collections::BTreeMap;
 
 use std::sync::Arc;
 
 use amqprs::callbacks::{ChannelCallback, DefaultConnectionCallback};
-use amqprs::channel::{Channel, QueueDeclareArguments};
+use amqprs::channel::Channel;
 use amqprs::connection::{Connection, OpenConnectionArguments};
 use amqprs::{Ack, BasicProperties, Cancel, CloseChannel, FieldTable, FieldValue, Nack, Return};
 use async_trait::async_trait;
@@ -124,14 +126,6 @@ pub async fn close(channels: Vec<Channel>, connection: Connection) {
         let _ = channel.close().await;
     }
     let _ = connection.close().await;
-}
-
-/// Declares a durable queue; idempotent for queues dpsd declared itself.
-pub async fn declare_queue(channel: &Channel, queue: &str) -> Result<(), BrokerError> {
-    channel
-        .queue_declare(QueueDeclareArguments::durable_client_named(queue))
-        .await?;
-    Ok(())
 }
 
 /// Message properties dpsd sets on what it publishes: persistent JSON, plus its headers.

@@ -7,8 +7,8 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::problem::{Problem, Problems};
+use super::schedule::Schedule;
 use super::worker::{file_stem_name, queue_name_problem};
-use crate::scheduler::Schedule;
 
 const DEFAULT_EXEC_TIMEOUT: Duration = Duration::from_secs(3600);
 

@@ -4,6 +4,8 @@
 
 mod job;
 mod problem;
+mod retry;
+mod schedule;
 mod service;
 mod settings;
 mod watch;
@@ -18,14 +20,14 @@ use figment::Figment;
 
 pub use job::{load_job, JobAction, JobDef};
 pub use problem::{line_of, Problem, Problems};
-pub use service::ServiceSpec;
+pub use retry::{delay_queue, RetryPolicy};
+pub use schedule::Schedule;
+pub use service::{Builtin, ExecSpec, HttpSpec, ServiceDef, ServiceSpec};
 pub use settings::*;
 pub use watch::FileWatch;
 pub use worker::{
     load_worker, parse_worker, queue_name_problem, yaml_files, NamedService, WorkerDef,
 };
-
-use crate::services::ServiceDef;
 
 /// Where the configuration comes from: the command line's `--config` and `--env`.
 #[derive(Debug, Clone, Default)]

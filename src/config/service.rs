@@ -2,12 +2,11 @@
 //! and its validation into the [`ServiceDef`] the worker runs.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-
-use crate::services::{Builtin, ExecSpec, HttpSpec, ServiceDef};
+use serde_json::Value;
 
 const DEFAULT_EXEC_TIMEOUT: Duration = Duration::from_secs(30);
 const DEFAULT_HTTP_TIMEOUT: Duration = Duration::from_secs(10);
@@ -153,6 +152,55 @@ impl ServiceSpec {
                 stray.join(", ")
             ))
         }
+    }
+}
+
+/// A validated service definition, what [`ServiceSpec`] (the YAML form) becomes. Serde
+/// round-trips it: the supervisor hands a replica its worker's services as validated.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum ServiceDef {
+    Exec(ExecSpec),
+    Http(HttpSpec),
+    Builtin(Builtin),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExecSpec {
+    pub program: PathBuf,
+    pub args: Vec<String>,
+    pub timeout: Duration,
+    pub env: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HttpSpec {
+    pub url: reqwest::Url,
+    #[serde(with = "method_name")]
+    pub method: reqwest::Method,
+    pub timeout: Duration,
+    pub headers: BTreeMap<String, String>,
+}
+
+/// Compiled-in services for examples, tests and benchmarks.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Builtin {
+    Constant(Value),
+    Echo,
+    Sleep(Duration),
+    Fail(String),
+}
+
+/// An HTTP method as its name (`POST`), for serde.
+mod method_name {
+    use serde::{de, Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(method: &reqwest::Method, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(method.as_str())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<reqwest::Method, D::Error> {
+        let name = String::deserialize(d)?;
+        reqwest::Method::from_bytes(name.as_bytes()).map_err(de::Error::custom)
     }
 }
 

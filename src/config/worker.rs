@@ -11,9 +11,8 @@ use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 
 use super::problem::{Problem, Problems};
-use super::service::ServiceSpec;
-use crate::services::ServiceDef;
-use crate::worker::{delay_queue, RetryPolicy};
+use super::retry::{delay_queue, RetryPolicy};
+use super::service::{ServiceDef, ServiceSpec};
 
 /// AMQP short strings (queue names) are at most 255 bytes.
 const MAX_QUEUE_NAME: usize = 255;
@@ -337,7 +336,7 @@ pub fn yaml_files(dir: &Path) -> Result<Vec<PathBuf>, Problem> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::services::Builtin;
+    use crate::config::Builtin;
 
     fn catalog() -> BTreeMap<String, Arc<ServiceDef>> {
         let mut c = BTreeMap::new();

@@ -4,7 +4,6 @@
 //! it; the run itself holds the job's lock, so a job never overlaps itself.
 
 mod action;
-mod schedule;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -16,10 +15,8 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tracing::{error, info, warn, Instrument};
 
-pub use schedule::Schedule;
-
 use crate::broker::Outbox;
-use crate::config::{JobAction, JobDef};
+use crate::config::{JobAction, JobDef, Schedule};
 use crate::store::{JobDefinition, JobRecord, Store, StoreError};
 
 /// A timer re-reads its job at least this often, to see re-schedules made on other hosts.

@@ -2,7 +2,8 @@
 
 use serde_json::Value;
 
-use super::{Builtin, ServiceError};
+use super::ServiceError;
+use crate::config::Builtin;
 
 pub async fn call(builtin: &Builtin, input: &Value) -> Result<Value, ServiceError> {
     match builtin {

@@ -9,7 +9,8 @@ use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::Child;
 
-use super::{clip, parse_output, CallContext, ExecSpec, ServiceError};
+use super::{clip, parse_output, CallContext, ServiceError};
+use crate::config::ExecSpec;
 use crate::process;
 
 /// How much of stderr is kept in the error of a failed run.

@@ -2,7 +2,8 @@
 
 use serde_json::Value;
 
-use super::{clip, parse_output, HttpSpec, ServiceError};
+use super::{clip, parse_output, ServiceError};
+use crate::config::HttpSpec;
 
 /// How much of an error response's body is kept in the error.
 const BODY_START: usize = 500;

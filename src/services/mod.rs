@@ -6,44 +6,11 @@ mod builtin;
 mod exec;
 mod http;
 
-use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use serde_json::Value;
 
-/// A validated service definition (see `config::ServiceSpec` for the YAML form).
-#[derive(Debug, Clone, PartialEq)]
-pub enum ServiceDef {
-    Exec(ExecSpec),
-    Http(HttpSpec),
-    Builtin(Builtin),
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct ExecSpec {
-    pub program: PathBuf,
-    pub args: Vec<String>,
-    pub timeout: Duration,
-    pub env: BTreeMap<String, String>,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct HttpSpec {
-    pub url: reqwest::Url,
-    pub method: reqwest::Method,
-    pub timeout: Duration,
-    pub headers: BTreeMap<String, String>,
-}
-
-/// Compiled-in services for examples, tests and benchmarks.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Builtin {
-    Constant(Value),
-    Echo,
-    Sleep(Duration),
-    Fail(String),
-}
+use crate::config::ServiceDef;
 
 /// What a service learns about the call besides its input (exec services get it as
 /// `DPS_*` environment variables).

@@ -10,9 +10,8 @@ use serde_json::Value;
 use tracing::{debug, error, info, warn, Instrument};
 
 use super::counters::{Counters, Outcome};
-use super::retry::delay_queue;
 use crate::broker::{self, BrokerError, Publisher};
-use crate::config::WorkerDef;
+use crate::config::{delay_queue, WorkerDef};
 use crate::message::{Malformed, Message, EXECUTION_ID};
 use crate::services::{CallContext, Caller, ServiceError};
 use crate::store::{ParkedBody, ParkedMessage, Stage, Status, Store, StoreError};

@@ -4,7 +4,6 @@
 
 mod counters;
 mod handler;
-mod retry;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -19,9 +18,9 @@ use tracing::{error, info, warn, Instrument};
 
 pub use counters::{report, report_once, Counters, Histogram, Totals, BUCKETS, REPORT_ENV};
 pub use handler::{Delivery, Handler, Verdict, ATTEMPT_HEADER, REFORWARD_HEADER};
-pub use retry::{delay_queue, RetryPolicy};
 
 use crate::broker::{self, BrokerError, Publisher};
+use crate::config::{delay_queue, RetryPolicy};
 use crate::shutdown::Shutdown;
 
 const RECONNECT_MIN: Duration = Duration::from_millis(200);
@@ -80,7 +79,7 @@ impl Worker {
                 .map_err(refused(follow))?;
         }
         for delay in def.retry.iter().flat_map(RetryPolicy::delays) {
-            retry::declare_delay_queue(&channel, &def.queue, delay)
+            broker::declare_delay_queue(&channel, &def.queue, delay)
                 .await
                 .map_err(refused(&delay_queue(&def.queue, delay)))?;
         }

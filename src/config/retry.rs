@@ -1,17 +1,14 @@
-//! Delayed retries (SPEC 4.1): how long before attempt N, and where the message waits.
-//! The wait happens in RabbitMQ, in one delay queue per distinct delay (a queue-wide TTL
-//! that dead-letters back to the worker's queue), so a pending retry survives restarts of
-//! dpsd and a long delay never holds up a short one.
+//! Delayed retries (SPEC 4.1): how long before attempt N, and the name of the delay queue
+//! the message waits in. The wait happens in RabbitMQ, in one delay queue per distinct
+//! delay (see `broker::topology`), so a pending retry survives restarts of dpsd and a long
+//! delay never holds up a short one.
 
 use std::time::Duration;
 
-use amqprs::channel::{Channel, QueueDeclareArguments};
-use amqprs::{FieldTable, FieldValue};
-
-use crate::broker::BrokerError;
+use serde::{Deserialize, Serialize};
 
 /// A worker's `retry:` section, validated.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RetryPolicy {
     /// Attempts in all, the first included.
     pub max_attempts: u32,
@@ -51,41 +48,6 @@ impl RetryPolicy {
 /// The delay queue holding messages of `queue` for `delay`.
 pub fn delay_queue(queue: &str, delay: Duration) -> String {
     format!("{queue}.retry.{}ms", delay.as_millis())
-}
-
-/// Declares the delay queue (idempotent): messages expire after `delay` and go back to
-/// `queue` through the default exchange.
-pub async fn declare_delay_queue(
-    channel: &Channel,
-    queue: &str,
-    delay: Duration,
-) -> Result<String, BrokerError> {
-    let name = delay_queue(queue, delay);
-    let mut arguments = FieldTable::new();
-    let ttl = i64::try_from(delay.as_millis()).unwrap_or(i64::MAX);
-    arguments.insert(key("x-message-ttl")?, FieldValue::l(ttl));
-    arguments.insert(key("x-dead-letter-exchange")?, FieldValue::S(text("")?));
-    arguments.insert(
-        key("x-dead-letter-routing-key")?,
-        FieldValue::S(text(queue)?),
-    );
-    let mut args = QueueDeclareArguments::durable_client_named(&name);
-    args.arguments(arguments);
-    channel.queue_declare(args).await?;
-    Ok(name)
-}
-
-fn key(name: &str) -> Result<amqprs::FieldName, BrokerError> {
-    name.to_string()
-        .try_into()
-        .map_err(|_| BrokerError::Amqp(format!("bad argument name {name}")))
-}
-
-fn text(value: &str) -> Result<amqprs::LongStr, BrokerError> {
-    value
-        .to_string()
-        .try_into()
-        .map_err(|_| BrokerError::Amqp(format!("bad argument value {value}")))
 }
 
 #[cfg(test)]
