@@ -7,6 +7,7 @@
 //! (replicas of every worker kept running) and `commands` (the command line's verbs).
 
 pub mod api;
+pub mod backoff;
 pub mod broker;
 pub mod commands;
 pub mod config;

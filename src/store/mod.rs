@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
 
-pub use embedded::EmbeddedStore;
+pub use embedded::{EmbeddedStore, FILE as EMBEDDED_FILE};
 pub use mongo::MongoStore;
 
 use crate::config::Settings;

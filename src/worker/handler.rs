@@ -2,14 +2,17 @@
 //! record the stage, forward, and only then say "ack". The broker side (consuming, acking)
 //! is the session's job; this file decides.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use async_trait::async_trait;
 use chrono::Utc;
 use serde_json::Value;
 use tracing::{debug, error, info, warn, Instrument};
 
 use super::counters::{Counters, Outcome};
+use crate::backoff::Backoff;
 use crate::broker::{self, BrokerError, Publisher};
 use crate::config::{delay_queue, WorkerDef};
 use crate::message::{Malformed, Message, EXECUTION_ID};
@@ -21,6 +24,45 @@ use crate::store::{ParkedBody, ParkedMessage, Stage, Status, Store, StoreError};
 pub const REFORWARD_HEADER: &str = "x-dpsd-reforward";
 /// The attempt a message is on (1 when absent); it travels through the delay queues.
 pub const ATTEMPT_HEADER: &str = "x-dpsd-attempt";
+
+/// How long a write waits for an unavailable store: from a tenth of a second up to five.
+const STORE_RETRY: Backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+
+/// Headers dpsd sets on a message it sends on, by name.
+pub type Headers = BTreeMap<&'static str, String>;
+
+/// Where the handler sends a message on: the follow queue, a delay queue. The session gives
+/// it its confirming [`Publisher`]; the handler's own tests give it a fake that records.
+#[async_trait]
+pub trait Forward: Send + Sync {
+    /// Publishes `body` persistently to `queue` and returns once RabbitMQ confirmed it.
+    async fn publish(
+        &self,
+        queue: &str,
+        body: Vec<u8>,
+        headers: &Headers,
+    ) -> Result<(), BrokerError>;
+}
+
+#[async_trait]
+impl Forward for Publisher {
+    async fn publish(
+        &self,
+        queue: &str,
+        body: Vec<u8>,
+        headers: &Headers,
+    ) -> Result<(), BrokerError> {
+        Publisher::publish(self, queue, body, broker::properties(headers)).await
+    }
+}
+
+/// What this worker did with an execution before, as the store tells it on a redelivery.
+enum Prior {
+    /// Not completed by this worker: run the services.
+    NotDone,
+    /// Completed: `result` is what went on as `_last`.
+    Done { result: Option<Value> },
+}
 
 /// What the session should tell the broker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,12 +99,12 @@ pub struct Handler {
 }
 
 impl Handler {
-    pub async fn handle(&self, delivery: &Delivery, publisher: &Publisher) -> Verdict {
+    pub async fn handle(&self, delivery: &Delivery, forward: &dyn Forward) -> Verdict {
         self.counters.started();
         let verdict = match Message::parse(&delivery.body) {
             Ok(message) => {
                 let span = tracing::info_span!("message", executionId = %message.execution_id());
-                self.process(message, delivery, publisher)
+                self.process(message, delivery, forward)
                     .instrument(span)
                     .await
             }
@@ -76,12 +118,14 @@ impl Handler {
         &self,
         mut message: Message,
         delivery: &Delivery,
-        publisher: &Publisher,
+        forward: &dyn Forward,
     ) -> Verdict {
         if delivery.redelivered || delivery.reforwarded {
-            match self.completed_result(message.execution_id()).await {
-                Ok(Some(result)) => return self.forward_again(message, result, publisher).await,
-                Ok(None) => {}
+            match self.prior(message.execution_id()).await {
+                Ok(Prior::Done { result }) => {
+                    return self.forward_again(message, result, forward).await
+                }
+                Ok(Prior::NotDone) => {}
                 Err(verdict) => return verdict,
             }
         }
@@ -106,7 +150,7 @@ impl Handler {
         match outcome {
             Ok(result) => {
                 let stage = stage(Status::Done, None, result);
-                self.complete(message, stage, publisher, clock).await
+                self.complete(message, stage, forward, clock).await
             }
             Err(failure) => {
                 let error = format!("service {}: {}", failure.service, failure.error);
@@ -118,7 +162,7 @@ impl Handler {
                 match retry {
                     Some(delay) => {
                         let stage = stage(Status::Retrying, Some(error.clone()), None);
-                        self.retry_later(&message, delivery, stage, delay, publisher)
+                        self.retry_later(&message, delivery, stage, delay, forward)
                             .await
                     }
                     None => {
@@ -169,7 +213,7 @@ impl Handler {
         &self,
         message: Message,
         stage: Stage,
-        publisher: &Publisher,
+        forward: &dyn Forward,
         clock: Instant,
     ) -> Verdict {
         let services_ms = clock.elapsed().as_millis() as u64;
@@ -178,7 +222,7 @@ impl Handler {
             return verdict;
         }
         let store_ms = clock.elapsed().as_millis() as u64 - services_ms;
-        if let Err(e) = self.forward(&message, publisher, false).await {
+        if let Err(e) = self.forward(&message, forward, false).await {
             warn!("forward failed, message goes back to the queue: {e}");
             return Verdict::Requeue;
         }
@@ -187,10 +231,13 @@ impl Handler {
         self.counted(Outcome::Processed)
     }
 
-    /// The result this worker recorded for the execution, if it already completed it.
-    async fn completed_result(&self, execution_id: &str) -> Result<Option<Option<Value>>, Verdict> {
+    /// Whether this worker completed the execution already, and with what result.
+    async fn prior(&self, execution_id: &str) -> Result<Prior, Verdict> {
         let execution = self.persist(|| self.store.execution(execution_id)).await?;
-        Ok(execution.and_then(|e| e.done_by(&self.def.name).map(|s| s.result.clone())))
+        let done = execution.as_ref().and_then(|e| e.done_by(&self.def.name));
+        Ok(done.map_or(Prior::NotDone, |stage| Prior::Done {
+            result: stage.result.clone(),
+        }))
     }
 
     /// A redelivery of a message this worker completed: no service is called again. It is
@@ -200,12 +247,12 @@ impl Handler {
         &self,
         mut message: Message,
         result: Option<Value>,
-        publisher: &Publisher,
+        forward: &dyn Forward,
     ) -> Verdict {
         if let Some(result) = result {
             message.set_last(result);
         }
-        match self.forward(&message, publisher, true).await {
+        match self.forward(&message, forward, true).await {
             Ok(()) => {
                 info!("already done by this worker: not run again");
                 Verdict::Ack
@@ -220,19 +267,17 @@ impl Handler {
     async fn forward(
         &self,
         message: &Message,
-        publisher: &Publisher,
+        forward: &dyn Forward,
         again: bool,
     ) -> Result<(), BrokerError> {
         let Some(queue) = &self.def.follow_queue else {
             return Ok(());
         };
-        let mut headers = std::collections::BTreeMap::new();
+        let mut headers = Headers::new();
         if again {
             headers.insert(REFORWARD_HEADER, "1".to_string());
         }
-        publisher
-            .publish(queue, message.to_bytes(), broker::properties(&headers))
-            .await
+        forward.publish(queue, message.to_bytes(), &headers).await
     }
 
     /// Records the failed attempt and puts the message, as received, in the delay queue for
@@ -244,7 +289,7 @@ impl Handler {
         delivery: &Delivery,
         stage: Stage,
         delay: Duration,
-        publisher: &Publisher,
+        forward: &dyn Forward,
     ) -> Verdict {
         let next = delivery.attempt + 1;
         warn!(
@@ -257,14 +302,10 @@ impl Handler {
         if let Err(verdict) = record.await {
             return verdict;
         }
-        let mut headers = std::collections::BTreeMap::new();
-        headers.insert(ATTEMPT_HEADER, next.to_string());
+        let headers = Headers::from([(ATTEMPT_HEADER, next.to_string())]);
         let body = received_bytes(delivery, message.execution_id());
         let queue = delay_queue(&self.def.queue, delay);
-        match publisher
-            .publish(&queue, body, broker::properties(&headers))
-            .await
-        {
+        match forward.publish(&queue, body, &headers).await {
             Ok(()) => self.counted(Outcome::Retried),
             Err(e) => {
                 warn!("could not schedule the retry, message goes back to the queue: {e}");
@@ -339,7 +380,7 @@ impl Handler {
         F: Fn() -> Fut,
         Fut: std::future::Future<Output = Result<T, StoreError>>,
     {
-        let mut delay = Duration::from_millis(100);
+        let mut retries = STORE_RETRY.retries();
         loop {
             match op().await {
                 Ok(value) => return Ok(value),
@@ -348,17 +389,17 @@ impl Handler {
                     return Err(Verdict::Requeue);
                 }
                 Err(StoreError::Unavailable(reason)) => {
+                    let delay = retries.next_delay();
                     warn!(
                         "store unavailable, retrying in {}: {reason}",
                         humantime::format_duration(delay)
                     );
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => {}
+                        _ = self.hard_stop.cancelled() => return Err(Verdict::Requeue),
+                    }
                 }
             }
-            tokio::select! {
-                _ = tokio::time::sleep(delay) => {}
-                _ = self.hard_stop.cancelled() => return Err(Verdict::Requeue),
-            }
-            delay = (delay * 2).min(Duration::from_secs(5));
         }
     }
 }
@@ -384,4 +425,366 @@ fn received_bytes(delivery: &Delivery, execution_id: &str) -> Vec<u8> {
     with_execution_id(delivery, execution_id)
         .and_then(|body| serde_json::to_vec(&body).ok())
         .unwrap_or_else(|| delivery.body.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    //! The decisions of SPEC 4.2, each against the embedded store and a fake broker.
+
+    use std::sync::Mutex;
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::config::{Builtin, NamedService, RetryPolicy, ServiceDef, StateSync};
+    use crate::store::EmbeddedStore;
+
+    /// Records what the handler publishes; fails every publish when `broken`.
+    #[derive(Default)]
+    struct FakeBroker {
+        sent: Mutex<Vec<(String, Value, Headers)>>,
+        broken: bool,
+    }
+
+    #[async_trait]
+    impl Forward for FakeBroker {
+        async fn publish(
+            &self,
+            queue: &str,
+            body: Vec<u8>,
+            headers: &Headers,
+        ) -> Result<(), BrokerError> {
+            if self.broken {
+                return Err(BrokerError::Lost("the fake broker is down"));
+            }
+            let body = serde_json::from_slice(&body).expect("dpsd sends JSON");
+            let sent = (queue.to_string(), body, headers.clone());
+            self.sent.lock().expect("lock").push(sent);
+            Ok(())
+        }
+    }
+
+    impl FakeBroker {
+        fn sent(&self) -> Vec<(String, Value, Headers)> {
+            self.sent.lock().expect("lock").clone()
+        }
+    }
+
+    /// A handler for worker `w` (queue `in`, follow queue `out`, state 1) running
+    /// `services`, on an embedded store in a folder of its own.
+    struct World {
+        handler: Handler,
+        _dir: tempfile::TempDir,
+    }
+
+    fn world(services: Vec<Builtin>, retry: Option<RetryPolicy>) -> World {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = EmbeddedStore::open(dir.path(), StateSync::Normal).expect("store");
+        let services = services
+            .into_iter()
+            .enumerate()
+            .map(|(i, builtin)| NamedService {
+                id: format!("s{i}"),
+                def: Arc::new(ServiceDef::Builtin(builtin)),
+            })
+            .collect();
+        let def = WorkerDef {
+            name: "w".into(),
+            file: "workers.d/w.yaml".into(),
+            queue: "in".into(),
+            follow_queue: Some("out".into()),
+            job_state: 1,
+            services,
+            replicas: 1,
+            prefetch: 10,
+            retry,
+            text: String::new(),
+        };
+        let handler = Handler {
+            def,
+            store: Arc::new(store),
+            caller: Caller::default(),
+            hard_stop: tokio_util::sync::CancellationToken::new(),
+            counters: Arc::new(Counters::default()),
+        };
+        World { handler, _dir: dir }
+    }
+
+    fn three_attempts() -> Option<RetryPolicy> {
+        Some(RetryPolicy {
+            max_attempts: 3,
+            delay: Duration::from_secs(1),
+            backoff: 2.0,
+            max_delay: Duration::from_secs(60),
+        })
+    }
+
+    fn delivery(body: Value) -> Delivery {
+        Delivery {
+            body: serde_json::to_vec(&body).expect("JSON"),
+            redelivered: false,
+            reforwarded: false,
+            attempt: 1,
+        }
+    }
+
+    fn failing() -> Builtin {
+        Builtin::Fail("boom".into())
+    }
+
+    impl World {
+        async fn stages(&self, id: &str) -> Vec<(Status, u32)> {
+            let execution = self.handler.store.execution(id).await.expect("read");
+            let stages = execution.map(|e| e.stages).unwrap_or_default();
+            stages.iter().map(|s| (s.status, s.attempts)).collect()
+        }
+
+        async fn parked(&self) -> Vec<ParkedMessage> {
+            let page = self.handler.store.list_failed(None, 10, 0).await;
+            page.expect("list parked").items
+        }
+    }
+
+    #[tokio::test]
+    async fn a_completed_message_is_recorded_forwarded_with_the_result_and_acked() {
+        let world = world(vec![Builtin::Constant(json!("test1"))], None);
+        let broker = FakeBroker::default();
+        let verdict = world
+            .handler
+            .handle(&delivery(json!({"executionId": "e1", "a": 1})), &broker)
+            .await;
+        assert_eq!(verdict, Verdict::Ack);
+        assert_eq!(world.stages("e1").await, [(Status::Done, 1)]);
+        let sent = broker.sent();
+        assert_eq!(sent.len(), 1);
+        assert_eq!(sent[0].0, "out");
+        assert_eq!(
+            sent[0].1,
+            json!({"executionId": "e1", "a": 1, "_last": "test1"})
+        );
+        assert!(sent[0].2.is_empty(), "a first forward carries no mark");
+    }
+
+    #[tokio::test]
+    async fn a_redelivery_of_a_completed_message_is_forwarded_again_with_the_mark_not_run() {
+        let world = world(vec![Builtin::Constant(json!("test1"))], None);
+        let broker = FakeBroker::default();
+        let body = json!({"executionId": "e2"});
+        world.handler.handle(&delivery(body.clone()), &broker).await;
+        let mut again = delivery(body);
+        again.redelivered = true;
+        let verdict = world.handler.handle(&again, &broker).await;
+        assert_eq!(verdict, Verdict::Ack);
+        assert_eq!(
+            world.stages("e2").await,
+            [(Status::Done, 1)],
+            "the services ran once: no second stage"
+        );
+        let sent = broker.sent();
+        assert_eq!(sent.len(), 2);
+        assert_eq!(
+            sent[1].1["_last"],
+            json!("test1"),
+            "the stored result goes on"
+        );
+        assert_eq!(
+            sent[1].2.get(REFORWARD_HEADER).map(String::as_str),
+            Some("1")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_redelivery_of_a_message_not_completed_runs_the_services() {
+        let world = world(vec![Builtin::Constant(json!("test1"))], None);
+        let broker = FakeBroker::default();
+        let mut first = delivery(json!({"executionId": "e3"}));
+        first.reforwarded = true;
+        assert_eq!(world.handler.handle(&first, &broker).await, Verdict::Ack);
+        assert_eq!(world.stages("e3").await, [(Status::Done, 1)]);
+        assert!(broker.sent()[0].2.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_failure_with_attempts_left_goes_to_the_delay_queue_as_received() {
+        let world = world(vec![failing()], three_attempts());
+        let broker = FakeBroker::default();
+        let body = json!({"executionId": "e4", "a": 1});
+        let verdict = world.handler.handle(&delivery(body.clone()), &broker).await;
+        assert_eq!(verdict, Verdict::Ack);
+        assert_eq!(world.stages("e4").await, [(Status::Retrying, 1)]);
+        let sent = broker.sent();
+        assert_eq!(sent.len(), 1);
+        assert_eq!(sent[0].0, "in.retry.1000ms");
+        assert_eq!(sent[0].1, body, "the body as it came, without _last");
+        assert_eq!(sent[0].2.get(ATTEMPT_HEADER).map(String::as_str), Some("2"));
+        assert!(world.parked().await.is_empty());
+    }
+
+    #[tokio::test]
+    async fn the_second_retry_waits_twice_as_long() {
+        let world = world(vec![failing()], three_attempts());
+        let broker = FakeBroker::default();
+        let mut second = delivery(json!({"executionId": "e5"}));
+        second.attempt = 2;
+        world.handler.handle(&second, &broker).await;
+        assert_eq!(broker.sent()[0].0, "in.retry.2000ms");
+        assert_eq!(
+            broker.sent()[0].2.get(ATTEMPT_HEADER).map(String::as_str),
+            Some("3")
+        );
+    }
+
+    #[tokio::test]
+    async fn the_last_attempt_parks_the_message_and_sends_nothing() {
+        let world = world(vec![failing()], three_attempts());
+        let broker = FakeBroker::default();
+        let mut last = delivery(json!({"executionId": "e6"}));
+        last.attempt = 3;
+        assert_eq!(world.handler.handle(&last, &broker).await, Verdict::Ack);
+        assert!(broker.sent().is_empty());
+        assert_eq!(world.stages("e6").await, [(Status::Parked, 3)]);
+        let parked = world.parked().await;
+        assert_eq!(parked.len(), 1);
+        assert_eq!(parked[0].id, "w:e6");
+        assert_eq!(parked[0].attempts, 3);
+        assert!(
+            parked[0].error.contains("service s0: boom"),
+            "{:?}",
+            parked[0]
+        );
+    }
+
+    #[tokio::test]
+    async fn without_retries_a_failure_is_parked_at_once() {
+        let world = world(vec![failing()], None);
+        let broker = FakeBroker::default();
+        let verdict = world
+            .handler
+            .handle(&delivery(json!({"executionId": "e7"})), &broker)
+            .await;
+        assert_eq!(verdict, Verdict::Ack);
+        assert_eq!(world.stages("e7").await, [(Status::Parked, 1)]);
+        assert_eq!(world.parked().await.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_malformed_body_is_parked_with_its_reason_and_acked() {
+        let world = world(vec![Builtin::Echo], None);
+        let broker = FakeBroker::default();
+        let garbage = Delivery {
+            body: b"{not json".to_vec(),
+            ..delivery(json!({}))
+        };
+        assert_eq!(world.handler.handle(&garbage, &broker).await, Verdict::Ack);
+        assert!(broker.sent().is_empty());
+        let parked = world.parked().await;
+        assert_eq!(parked.len(), 1);
+        assert_eq!(parked[0].body, ParkedBody::Text("{not json".into()));
+        assert!(
+            parked[0].error.starts_with("body is not JSON"),
+            "{:?}",
+            parked[0]
+        );
+        assert_eq!(parked[0].execution_id, None);
+    }
+
+    #[tokio::test]
+    async fn a_store_that_refuses_the_record_sends_the_message_back_unforwarded() {
+        let dir_world = world(vec![Builtin::Echo], None);
+        // The stages table gone: SQLite refuses the write ("no such table"), which no wait
+        // can mend.
+        let file = dir_world._dir.path().join(crate::store::EMBEDDED_FILE);
+        let sqlite = rusqlite::Connection::open(file).expect("open the file");
+        sqlite.execute_batch("DROP TABLE stages").expect("drop");
+        let broker = FakeBroker::default();
+        let verdict = dir_world
+            .handler
+            .handle(&delivery(json!({"executionId": "e8"})), &broker)
+            .await;
+        assert_eq!(verdict, Verdict::Requeue);
+        assert!(
+            broker.sent().is_empty(),
+            "nothing goes on without its record"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_forward_that_fails_sends_the_message_back() {
+        let world = world(vec![Builtin::Echo], None);
+        let broker = FakeBroker {
+            broken: true,
+            ..FakeBroker::default()
+        };
+        let verdict = world
+            .handler
+            .handle(&delivery(json!({"executionId": "e9"})), &broker)
+            .await;
+        assert_eq!(verdict, Verdict::Requeue);
+        assert_eq!(world.stages("e9").await, [(Status::Done, 1)]);
+    }
+
+    #[tokio::test]
+    async fn a_retry_that_cannot_be_scheduled_sends_the_message_back() {
+        let world = world(vec![failing()], three_attempts());
+        let broker = FakeBroker {
+            broken: true,
+            ..FakeBroker::default()
+        };
+        let verdict = world
+            .handler
+            .handle(&delivery(json!({"executionId": "e10"})), &broker)
+            .await;
+        assert_eq!(verdict, Verdict::Requeue);
+    }
+
+    #[tokio::test]
+    async fn simulate_records_and_forwards_without_calling_services() {
+        let world = world(vec![failing()], None);
+        let broker = FakeBroker::default();
+        let body = json!({"executionId": "e11", "simulate": true});
+        let verdict = world.handler.handle(&delivery(body.clone()), &broker).await;
+        assert_eq!(verdict, Verdict::Ack);
+        assert_eq!(world.stages("e11").await, [(Status::Done, 1)]);
+        assert_eq!(broker.sent()[0].1, body, "simulate kept, no _last added");
+    }
+
+    #[tokio::test]
+    async fn a_message_without_an_execution_id_gets_one_that_travels_on() {
+        let world = world(vec![Builtin::Echo], None);
+        let broker = FakeBroker::default();
+        world
+            .handler
+            .handle(&delivery(json!({"a": 1})), &broker)
+            .await;
+        let sent = broker.sent();
+        let id = sent[0].1["executionId"]
+            .as_str()
+            .expect("an id")
+            .to_string();
+        assert_eq!(world.stages(&id).await, [(Status::Done, 1)]);
+    }
+
+    #[tokio::test]
+    async fn counts_follow_the_outcomes() {
+        let world = world(vec![failing()], three_attempts());
+        let broker = FakeBroker::default();
+        world
+            .handler
+            .handle(&delivery(json!({"executionId": "e12"})), &broker)
+            .await;
+        let mut last = delivery(json!({"executionId": "e12"}));
+        last.attempt = 3;
+        world.handler.handle(&last, &broker).await;
+        let totals = world.handler.counters.totals();
+        assert_eq!(
+            (
+                totals.processed,
+                totals.retried,
+                totals.parked,
+                totals.failed,
+                totals.in_flight
+            ),
+            (0, 1, 1, 2, 0)
+        );
+    }
 }

@@ -17,14 +17,15 @@ use tokio::task::JoinSet;
 use tracing::{error, info, warn, Instrument};
 
 pub use counters::{report, report_once, Counters, Histogram, Totals, BUCKETS, REPORT_ENV};
-pub use handler::{Delivery, Handler, Verdict, ATTEMPT_HEADER, REFORWARD_HEADER};
+pub use handler::{Delivery, Forward, Handler, Headers, Verdict, ATTEMPT_HEADER, REFORWARD_HEADER};
 
+use crate::backoff::Backoff;
 use crate::broker::{self, BrokerError, Publisher};
 use crate::config::{delay_queue, RetryPolicy};
 use crate::shutdown::Shutdown;
 
-const RECONNECT_MIN: Duration = Duration::from_millis(200);
-const RECONNECT_MAX: Duration = Duration::from_secs(30);
+/// Reconnects wait from a fifth of a second up to half a minute.
+const RECONNECT: Backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(30));
 /// A session that lasted this long was healthy: the next reconnect starts fast again.
 const HEALTHY_SESSION: Duration = Duration::from_secs(30);
 
@@ -38,21 +39,25 @@ pub struct Worker {
 impl Worker {
     /// Consumes until a graceful stop, reconnecting whenever the connection is lost.
     pub async fn run(&self, shutdown: &Shutdown) {
-        let mut delay = RECONNECT_MIN;
+        let mut retries = RECONNECT.retries();
         loop {
             let began = Instant::now();
-            match self.session(shutdown).await {
+            let failed = match self.session(shutdown).await {
                 Ok(()) => return,
-                Err(e) => warn!("{e}; reconnecting in {}", humantime::format_duration(delay)),
-            }
+                Err(e) => e,
+            };
             if began.elapsed() > HEALTHY_SESSION {
-                delay = RECONNECT_MIN;
+                retries.reset();
             }
+            let delay = retries.next_delay();
+            warn!(
+                "{failed}; reconnecting in {}",
+                humantime::format_duration(delay)
+            );
             tokio::select! {
                 _ = tokio::time::sleep(delay) => {}
                 _ = shutdown.graceful.cancelled() => return,
             }
-            delay = (delay * 2).min(RECONNECT_MAX);
         }
     }
 
