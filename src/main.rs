@@ -37,6 +37,9 @@ enum Command {
         /// Replica number, shown in logs
         #[arg(long, default_value_t = 0)]
         replica: u32,
+        /// Started by `dpsd run`: the configuration comes on stdin, counts go to stdout
+        #[arg(long, hide = true)]
+        supervised: bool,
     },
     /// Validate all configuration files; print every problem with file and line
     Check,
@@ -117,9 +120,11 @@ fn run(global: &Global, command: Command) -> Result<(), Failure> {
         Command::Job(JobCommand::Run { name }) => {
             runtime()?.block_on(commands::job_run(global, &name))
         }
-        Command::Worker { name, replica } => {
-            single_threaded()?.block_on(commands::worker(global, &name, replica))
-        }
+        Command::Worker {
+            name,
+            replica,
+            supervised,
+        } => single_threaded()?.block_on(commands::worker(global, &name, replica, supervised)),
         Command::Send { queue, json, count } => {
             runtime()?.block_on(commands::send(global, &queue, json.as_deref(), count))
         }

@@ -121,7 +121,7 @@ pub async fn failed_delete(global: &Global, id: &str) -> Result<(), Failure> {
 
 async fn open(global: &Global) -> Result<(Config, Arc<dyn Store>), Failure> {
     let config = global.config()?;
-    let store = store::open(&config.settings).await?;
+    let store = store::open(&config.settings.store()).await?;
     Ok((config, store))
 }
 

@@ -26,7 +26,7 @@ pub async fn job_run(global: &Global, name: &str) -> Result<(), Failure> {
         )));
     };
     let _log = logging::init(&config.settings.log, global.verbose)?;
-    let store = store::open(&config.settings).await?;
+    let store = store::open(&config.settings.store()).await?;
     let outbox = Arc::new(Outbox::new(&config.settings.amqp.url, "dpsd job run"));
     let scheduler = Scheduler::new(store.clone(), outbox.clone(), false);
     let mut one = std::collections::BTreeMap::new();

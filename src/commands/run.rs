@@ -3,6 +3,7 @@
 use anyhow::Context;
 
 use super::{Failure, Global};
+use crate::config::Snapshot;
 use crate::daemon;
 use crate::logging;
 use crate::shutdown::Shutdown;
@@ -19,12 +20,11 @@ pub async fn run(global: &Global) -> Result<(), Failure> {
     let spawner = Spawner {
         exe: std::env::current_exe().context("find the dpsd executable")?,
         config: config_path.clone(),
-        env: global.source.env.clone(),
         verbose: global.verbose,
     };
     let mut source = global.source.clone();
     source.config = Some(config_path);
     tracing::info!(version = env!("CARGO_PKG_VERSION"), "dpsd daemon starting");
-    daemon::run(source, config, spawner, shutdown).await?;
+    daemon::run(source, Snapshot::of(config), spawner, shutdown).await?;
     Ok(())
 }

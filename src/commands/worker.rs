@@ -1,50 +1,73 @@
-//! `dpsd worker NAME`: one replica of a worker in the foreground.
+//! `dpsd worker NAME`: one replica of a worker. In the foreground (for debugging) it reads
+//! the configuration files itself; started by the supervisor (`--supervised`) it reads only
+//! the [`ReplicaSpec`] the supervisor writes on its stdin, and reports its counts on stdout.
 
+use std::io::Read;
 use std::sync::Arc;
 
 use tracing::Instrument;
 
 use super::{Failure, Global};
+use crate::config::ReplicaSpec;
 use crate::logging;
 use crate::services::Caller;
 use crate::shutdown::Shutdown;
 use crate::store;
-use crate::supervisor::WORKER_YAML;
 use crate::worker::{report, report_once, Counters, Handler, Worker};
 
 /// Runs until SIGINT or SIGTERM, then drains the messages in hand and returns.
-pub async fn worker(global: &Global, name: &str, replica: u32) -> Result<(), Failure> {
-    let config = global.config()?;
-    let def = match std::env::var(WORKER_YAML) {
-        Ok(text) => config.worker_from_text(name, &text)?,
-        Err(_) => config.worker(name)?,
+pub async fn worker(
+    global: &Global,
+    name: &str,
+    replica: u32,
+    supervised: bool,
+) -> Result<(), Failure> {
+    let spec = if supervised {
+        from_supervisor(name)?
+    } else {
+        let config = global.config()?;
+        let def = config.worker(name)?;
+        config.replica(def)
     };
-    let _log = logging::init(&config.settings.log, global.verbose)?;
-    let span = tracing::info_span!("worker", worker = %def.name, replica);
-    async {
-        let shutdown = Shutdown::on_signals(config.settings.supervisor.shutdown_timeout)
-            .map_err(|e| anyhow::anyhow!("cannot install signal handlers: {e}"))?;
-        let store = store::open(&config.settings).await?;
-        let handler = Handler {
-            def,
-            store: store.clone(),
-            caller: Caller::default(),
-            hard_stop: shutdown.hard.clone(),
-            counters: Arc::new(Counters::default()),
-        };
+    let _log = logging::init(&spec.runtime.log, global.verbose)?;
+    let span = tracing::info_span!("worker", worker = %spec.worker.name, replica);
+    run(spec, replica, supervised).instrument(span).await
+}
+
+/// The spec on stdin, as the supervisor wrote it.
+fn from_supervisor(name: &str) -> Result<ReplicaSpec, Failure> {
+    let mut json = String::new();
+    std::io::stdin()
+        .read_to_string(&mut json)
+        .map_err(|e| Failure::Usage(format!("cannot read the configuration on stdin: {e}")))?;
+    ReplicaSpec::from_json(&json, name).map_err(Failure::Usage)
+}
+
+async fn run(spec: ReplicaSpec, replica: u32, supervised: bool) -> Result<(), Failure> {
+    let shutdown = Shutdown::on_signals(spec.shutdown_timeout)
+        .map_err(|e| anyhow::anyhow!("cannot install signal handlers: {e}"))?;
+    let store = store::open(&spec.runtime.store).await?;
+    let handler = Handler {
+        def: spec.worker,
+        store: store.clone(),
+        caller: Caller::default(),
+        hard_stop: shutdown.hard.clone(),
+        counters: Arc::new(Counters::default()),
+    };
+    if supervised {
         tokio::spawn(report(handler.counters.clone()));
-        let worker = Worker {
-            handler: Arc::new(handler),
-            amqp_url: config.settings.amqp.url.clone(),
-            replica,
-        };
-        worker.run(&shutdown).await;
+    }
+    let worker = Worker {
+        handler: Arc::new(handler),
+        amqp_url: spec.runtime.amqp.url,
+        replica,
+    };
+    worker.run(&shutdown).await;
+    if supervised {
         // The last counts, with what the drain finished, before stdout closes.
         report_once(&worker.handler.counters.totals());
-        store.close().await;
-        tracing::info!("stopped");
-        Ok(())
     }
-    .instrument(span)
-    .await
+    store.close().await;
+    tracing::info!("stopped");
+    Ok(())
 }

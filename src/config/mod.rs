@@ -4,10 +4,12 @@
 
 mod job;
 mod problem;
+mod replica;
 mod retry;
 mod schedule;
 mod service;
 mod settings;
+mod snapshot;
 mod watch;
 mod worker;
 
@@ -20,10 +22,12 @@ use figment::Figment;
 
 pub use job::{load_job, JobAction, JobDef};
 pub use problem::{line_of, Problem, Problems};
+pub use replica::{ReplicaRuntime, ReplicaSpec};
 pub use retry::{delay_queue, RetryPolicy};
 pub use schedule::Schedule;
 pub use service::{Builtin, ExecSpec, HttpSpec, ServiceDef, ServiceSpec};
 pub use settings::*;
+pub use snapshot::{Loaded, Snapshot};
 pub use watch::FileWatch;
 pub use worker::{
     load_worker, parse_worker, queue_name_problem, yaml_files, NamedService, WorkerDef,
@@ -53,14 +57,16 @@ impl Source {
 }
 
 impl Source {
-    /// The main file, its overlay, and every YAML file of `dir`: what a reload re-reads.
-    pub fn files_with(&self, dir: &Path) -> Vec<PathBuf> {
+    /// The main file, its overlay, and every YAML file of `dirs`: what a reload re-reads.
+    pub fn files_with(&self, dirs: &[&Path]) -> Vec<PathBuf> {
         let main = self.main_file();
         let mut paths = vec![main.clone()];
         if let Some(env) = &self.env {
             paths.push(overlay_path(&main, env));
         }
-        paths.extend(yaml_files(dir).unwrap_or_default());
+        for dir in dirs {
+            paths.extend(yaml_files(dir).unwrap_or_default());
+        }
         paths
     }
 }
@@ -128,12 +134,6 @@ impl Config {
                 )
             })?;
         load_worker(&path, &self.services, self.settings.amqp.prefetch)
-    }
-
-    /// Worker NAME from `text` rather than from its file (the supervisor's last good copy).
-    pub fn worker_from_text(&self, name: &str, text: &str) -> Result<WorkerDef, Problems> {
-        let path = self.settings.workers_dir.join(format!("{name}.yaml"));
-        parse_worker(&path, text, &self.services, self.settings.amqp.prefetch)
     }
 
     /// Every worker file, each validated on its own: one broken file does not hide the others.

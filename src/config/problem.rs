@@ -26,6 +26,14 @@ impl Problem {
         Problem::new(file, line_of(text, needle), message)
     }
 
+    /// The name of the worker or job whose file this is about (the file's stem).
+    pub fn name(&self) -> Option<String> {
+        self.file
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .map(str::to_string)
+    }
+
     /// serde_yaml already knows the line; move it out of the message into `line`.
     pub fn from_yaml(file: &Path, err: &serde_yaml::Error) -> Self {
         let line = err.location().map(|l| l.line());

@@ -45,6 +45,26 @@ impl Default for Settings {
     }
 }
 
+impl Settings {
+    /// Where state lives, as `store::open` takes it.
+    pub fn store(&self) -> StoreSettings {
+        StoreSettings {
+            mongodb: self.mongodb.clone(),
+            state_dir: self.state_dir.clone(),
+            state_sync: self.state_sync,
+        }
+    }
+}
+
+/// Where state lives (SPEC 3.1): MongoDB when `mongodb.uri` is set, else the embedded store
+/// in `state_dir`, committing with `state_sync`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoreSettings {
+    pub mongodb: Option<MongoSettings>,
+    pub state_dir: PathBuf,
+    pub state_sync: StateSync,
+}
+
 /// When the embedded store's commits reach the disk (SQLite's `synchronous` in WAL mode).
 /// Either way a commit survives the death of the process that made it; they differ on a
 /// crash of the whole machine.

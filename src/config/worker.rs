@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::de::{self, MapAccess, Visitor};
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize};
 
 use super::problem::{Problem, Problems};
 use super::retry::{delay_queue, RetryPolicy};
@@ -122,8 +122,9 @@ impl<'de> Deserialize<'de> for ServiceRef {
     }
 }
 
-/// A validated worker, ready to run.
-#[derive(Debug, Clone, PartialEq)]
+/// A validated worker, ready to run. Serde round-trips it: the supervisor hands it to the
+/// replicas it starts (`config::ReplicaSpec`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WorkerDef {
     pub name: String,
     pub file: PathBuf,
@@ -135,14 +136,11 @@ pub struct WorkerDef {
     pub prefetch: u16,
     /// None: a failed message is parked at once.
     pub retry: Option<RetryPolicy>,
-    /// The file as validated. The supervisor hands it to the replicas it starts, so a
-    /// replica that restarts while the file is broken runs the last good definition.
-    pub text: String,
 }
 
 /// A service with the id it is known by in logs, metrics and `DPS_SERVICE`
 /// (`WORKER.services[I]` for inline ones).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NamedService {
     pub id: String,
     pub def: Arc<ServiceDef>,
@@ -230,7 +228,6 @@ pub fn parse_worker(
         replicas: file.replicas,
         prefetch: file.prefetch.unwrap_or(default_prefetch),
         retry,
-        text: text.to_string(),
     })
 }
 

@@ -15,7 +15,7 @@ use serde_json::Value;
 pub use embedded::{EmbeddedStore, FILE as EMBEDDED_FILE};
 pub use mongo::MongoStore;
 
-use crate::config::Settings;
+use crate::config::StoreSettings;
 
 /// The outcome of one worker's handling of one execution.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -269,7 +269,7 @@ pub trait Store: Send + Sync {
 
 /// Opens the configured backend: MongoDB when `mongodb.uri` is set, else the embedded
 /// store in `state_dir`.
-pub async fn open(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
+pub async fn open(settings: &StoreSettings) -> anyhow::Result<Arc<dyn Store>> {
     match settings
         .mongodb
         .as_ref()

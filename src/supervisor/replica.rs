@@ -1,5 +1,6 @@
-//! Starting and signalling replica processes: `dpsd worker NAME --replica I`, children of
-//! the daemon that die with it.
+//! Starting and signalling replica processes: `dpsd worker NAME --replica I --supervised`,
+//! children of the daemon that die with it. A replica receives its whole configuration
+//! ([`ReplicaSpec`]) as JSON on its stdin and writes its counts on its stdout.
 
 use std::io;
 use std::path::PathBuf;
@@ -8,44 +9,41 @@ use std::process::Stdio;
 use nix::sys::prctl::set_pdeathsig;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::{getpid, getppid, Pid};
+use tokio::io::AsyncWriteExt;
 use tokio::process::{Child, Command};
 
-use crate::config::WorkerDef;
-use crate::worker::REPORT_ENV;
+use crate::config::ReplicaSpec;
 
-/// The environment variable through which a replica receives its worker's definition.
-pub const WORKER_YAML: &str = "DPSD_WORKER_YAML";
-
-/// How to start a replica: this very binary, with the daemon's configuration.
+/// How to start a replica: this very binary.
 #[derive(Debug, Clone)]
 pub struct Spawner {
     pub exe: PathBuf,
+    /// The daemon's main file: shown in the replica's command line (`ps` tells whose it is);
+    /// the replica itself does not read it.
     pub config: PathBuf,
-    pub env: Option<String>,
     pub verbose: bool,
 }
 
 impl Spawner {
-    /// Starts replica `replica` of `worker`. The definition travels in the environment
-    /// (`DPSD_WORKER_YAML`) so the replica runs what the supervisor validated, even if the
-    /// file has been broken since.
-    pub fn spawn(&self, worker: &WorkerDef, replica: u32) -> io::Result<Child> {
+    /// Starts replica `replica` of `spec.worker`, and writes `spec` to its stdin.
+    pub fn spawn(&self, spec: &ReplicaSpec, replica: u32) -> io::Result<Child> {
         let mut command = Command::new(&self.exe);
         command.arg("--config").arg(&self.config);
-        if let Some(env) = &self.env {
-            command.arg("--env").arg(env);
-        }
         if self.verbose {
             command.arg("--verbose");
         }
         command
-            .args(["worker", &worker.name, "--replica", &replica.to_string()])
-            .env(WORKER_YAML, &worker.text)
+            .args([
+                "worker",
+                &spec.worker.name,
+                "--replica",
+                &replica.to_string(),
+            ])
+            .arg("--supervised")
+            .stdin(Stdio::piped())
             // Its stdout carries its counts to us (see worker::counters).
-            .env(REPORT_ENV, "1")
             .stdout(Stdio::piped())
             .env_remove("NOTIFY_SOCKET")
-            .stdin(Stdio::null())
             // Its own process group: a Ctrl-C in the daemon's terminal reaches the daemon
             // only, which then stops the replicas once (a second signal would hard-stop them).
             .process_group(0)
@@ -63,7 +61,15 @@ impl Spawner {
                 Ok(())
             });
         }
-        command.spawn()
+        let mut child = command.spawn()?;
+        if let Some(mut stdin) = child.stdin.take() {
+            let json = spec.to_json();
+            // A replica that dies before reading it exits, and that exit is what counts.
+            tokio::spawn(async move {
+                let _ = stdin.write_all(json.as_bytes()).await;
+            });
+        }
+        Ok(child)
     }
 }
 

@@ -16,9 +16,6 @@ pub const BUCKETS: [f64; 12] = [
     0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
-/// Set by the supervisor for the replicas it starts: report on stdout.
-pub const REPORT_ENV: &str = "DPSD_REPORT";
-
 #[derive(Debug, Default)]
 pub struct Counters {
     processed: AtomicU64,
@@ -148,7 +145,8 @@ impl Counters {
     }
 }
 
-/// Writes the counts to stdout each second they changed, when the supervisor asked for it.
+/// Writes the counts to stdout each second they changed (a supervised replica's stdout is a
+/// pipe to the supervisor).
 pub async fn report(counters: std::sync::Arc<Counters>) {
     let mut last = None;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -159,17 +157,14 @@ pub async fn report(counters: std::sync::Arc<Counters>) {
             continue;
         }
         if !report_once(&totals) {
-            return; // not asked for, or the supervisor is gone (the replica will be too)
+            return; // the supervisor is gone (the replica will be too)
         }
         last = Some(totals);
     }
 }
 
-/// One report line, if the supervisor asked for reports; false when none could be written.
+/// One report line on stdout; false when none could be written.
 pub fn report_once(totals: &Totals) -> bool {
-    if std::env::var_os(REPORT_ENV).is_none() {
-        return false;
-    }
     let Ok(line) = serde_json::to_string(totals) else {
         return false;
     };

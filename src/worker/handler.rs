@@ -498,7 +498,6 @@ mod tests {
             replicas: 1,
             prefetch: 10,
             retry,
-            text: String::new(),
         };
         let handler = Handler {
             def,

@@ -16,7 +16,7 @@ use amqprs::channel::{
 use tokio::task::JoinSet;
 use tracing::{error, info, warn, Instrument};
 
-pub use counters::{report, report_once, Counters, Histogram, Totals, BUCKETS, REPORT_ENV};
+pub use counters::{report, report_once, Counters, Histogram, Totals, BUCKETS};
 pub use handler::{Delivery, Forward, Handler, Headers, Verdict, ATTEMPT_HEADER, REFORWARD_HEADER};
 
 use crate::backoff::Backoff;

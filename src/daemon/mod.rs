@@ -1,0 +1,89 @@
+//! `dpsd run`: the daemon ties the parts together — the store and a broker connection, the
+//! configuration watcher, the scheduler, the API and the supervisor — and takes them down in
+//! order: the API stops taking requests, replicas drain, connections close.
+
+mod jobs;
+mod queues;
+mod watcher;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use sd_notify::NotifyState;
+use tokio::sync::{oneshot, watch};
+use tracing::{error, info, warn};
+
+use crate::api::{self, State};
+use crate::broker::Outbox;
+use crate::config::{Snapshot, Source};
+use crate::reload::Reload;
+use crate::scheduler::Scheduler;
+use crate::shutdown::Shutdown;
+use crate::store;
+use crate::supervisor::{Links, Spawner, Supervisor, WorkersSnapshot};
+
+/// Runs the daemon until SIGTERM or SIGINT. `source` names the main file by absolute path;
+/// `first` is the configuration it was started with.
+pub async fn run(
+    source: Source,
+    first: Snapshot,
+    spawner: Spawner,
+    shutdown: Shutdown,
+) -> anyhow::Result<()> {
+    let settings = first.config.settings.clone();
+    let store = store::open(&settings.store()).await?;
+    let outbox = Arc::new(Outbox::new(&settings.amqp.url, "dpsd daemon"));
+    let scheduler = Scheduler::new(store.clone(), outbox.clone(), settings.scheduler.active);
+    if !settings.scheduler.active {
+        info!("scheduler.active is false: no job fires on this host (API start still works)");
+    }
+    watcher::report(&first);
+    let jobs_applied = jobs::apply(&scheduler, &first).await;
+    let reload = Reload::new();
+    let stop = shutdown.graceful.clone();
+    let snapshots = watcher::spawn(source, first, &reload, stop.clone());
+    let (status, workers) = watch::channel(WorkersSnapshot::default());
+    let (queue_stats, queues) = watch::channel(BTreeMap::new());
+    let polled = queues::poll(outbox.clone(), workers.clone(), queue_stats, stop.clone());
+    tokio::spawn(polled);
+    let state = State {
+        scheduler: scheduler.clone(),
+        store: store.clone(),
+        outbox: outbox.clone(),
+        reload,
+        workers,
+        queues,
+    };
+    let api = api::serve(&settings.api, state)?;
+    let kept = jobs::keep(scheduler, snapshots.clone(), jobs_applied, stop);
+    tokio::spawn(kept);
+    let (started, replicas_started) = oneshot::channel();
+    let links = Links {
+        shutdown: shutdown.clone(),
+        config: snapshots,
+        status,
+        started,
+    };
+    let supervisor = tokio::spawn(Supervisor::run(spawner, links));
+    if replicas_started.await.is_ok() {
+        notify(NotifyState::Ready);
+    }
+
+    shutdown.graceful.cancelled().await;
+    notify(NotifyState::Stopping);
+    let api_stopped = api.stop(true);
+    let (_, supervised) = tokio::join!(api_stopped, supervisor);
+    if let Err(e) = supervised {
+        error!("the supervisor failed: {e}");
+    }
+    outbox.close().await;
+    store.close().await;
+    Ok(())
+}
+
+/// Tells systemd (when it started us with `Type=notify`) what state we are in.
+fn notify(state: NotifyState) {
+    if let Err(e) = sd_notify::notify(false, &[state]) {
+        warn!("cannot notify systemd: {e}");
+    }
+}
