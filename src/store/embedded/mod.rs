@@ -15,10 +15,10 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 use serde_json::Value;
 
 use super::{
-    Execution, FailedPage, JobDefinition, JobRecord, ParkedBody, ParkedMessage, Stage, Status,
-    Store, StoreError,
+    Execution, FailedPage, JobDefinition, JobRecord, ParkedBody, ParkedMessage, RunOutcome,
+    RunStatus, Stage, Status, Store, StoreError, StoredText,
 };
-use crate::config::StateSync;
+use crate::config::{JobKind, StateSync};
 use writer::Writer;
 
 /// The file's name in `state_dir`.
@@ -189,7 +189,7 @@ impl Store for EmbeddedStore {
         Ok(Some(Execution {
             execution_id,
             state,
-            status: parse_status(&status)?,
+            status: Status::from_stored(&status)?,
             worker,
             attempts,
             error,
@@ -303,11 +303,12 @@ impl Store for EmbeddedStore {
 
     async fn define_job(&self, definition: &JobDefinition) -> Result<(), StoreError> {
         let d = definition.clone();
+        let kind = d.kind.as_str();
         self.write(move |c| {
             c.execute(
                 "INSERT INTO jobs (name, schedule, type, active, next_run_at) VALUES (?1, ?2, ?3, ?4, ?5)
                  ON CONFLICT (name) DO UPDATE SET schedule = ?2, type = ?3, active = ?4, next_run_at = ?5",
-                params![d.name, d.schedule, d.kind, d.active, d.next_run_at.map(ts)],
+                params![d.name, d.schedule, kind, d.active, d.next_run_at.map(ts)],
             )
         })
         .await
@@ -363,11 +364,11 @@ impl Store for EmbeddedStore {
         &self,
         name: &str,
         host: &str,
-        outcome: &Result<(), String>,
+        outcome: &RunOutcome,
         finished_at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         let (name, host) = (name.to_string(), host.to_string());
-        let failure = outcome.as_ref().err().cloned();
+        let failure = outcome.failure().map(str::to_string);
         self.write(move |c| {
             c.execute(
                 "UPDATE jobs SET locked_at = NULL, locked_by = NULL, last_finished_at = ?3,
@@ -433,10 +434,6 @@ fn parse_ts(text: &str) -> Result<DateTime<Utc>, StoreError> {
         .map_err(|e| StoreError::Invalid(format!("stored time {text:?}: {e}")))
 }
 
-fn parse_status(text: &str) -> Result<Status, StoreError> {
-    Status::parse(text).ok_or_else(|| StoreError::Invalid(format!("stored status {text:?}")))
-}
-
 /// Busy and locked files, and I/O, are worth waiting for; the rest is the data's fault.
 fn classify(error: rusqlite::Error) -> StoreError {
     use rusqlite::ErrorCode::{
@@ -493,7 +490,7 @@ impl RawStage {
         Ok(Stage {
             worker: self.worker,
             state: self.state,
-            status: parse_status(&self.status)?,
+            status: Status::from_stored(&self.status)?,
             attempts: self.attempts,
             started_at: parse_ts(&self.started_at)?,
             finished_at: parse_ts(&self.finished_at)?,
@@ -607,9 +604,13 @@ impl RawJob {
             locked_at: time(&self.locked_at)?,
             name: self.name,
             schedule: self.schedule,
-            kind: self.kind,
+            kind: JobKind::from_stored(&self.kind)?,
             active: self.active,
-            last_status: self.last_status,
+            last_status: self
+                .last_status
+                .as_deref()
+                .map(RunStatus::from_stored)
+                .transpose()?,
             fail_count: self.fail_count,
             fail_reason: self.fail_reason,
             locked_by: self.locked_by,
