@@ -177,3 +177,88 @@ impl RawJob {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::StateSync;
+
+    fn open() -> (tempfile::TempDir, EmbeddedStore) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = EmbeddedStore::open(dir.path(), StateSync::Normal).expect("open");
+        (dir, store)
+    }
+
+    async fn stored(store: &EmbeddedStore, name: &str) -> (String, Option<String>) {
+        let name = name.to_string();
+        store
+            .read(move |c| {
+                c.query_row(
+                    "SELECT type, last_status FROM jobs WHERE name = ?1",
+                    [&name],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+            })
+            .await
+            .expect("raw row")
+    }
+
+    async fn run_once(store: &EmbeddedStore, outcome: RunOutcome) -> Option<RunStatus> {
+        let now = Utc::now();
+        assert!(lock(store, "tick", "host", now, now).await.expect("lock"));
+        finish(store, "tick", "host", &outcome, now)
+            .await
+            .expect("finish");
+        job(store, "tick")
+            .await
+            .expect("read")
+            .and_then(|r| r.last_status)
+    }
+
+    #[tokio::test]
+    async fn types_and_statuses_are_stored_as_the_same_text_as_before() {
+        let (_dir, store) = open();
+        let definition = JobDefinition {
+            name: "tick".into(),
+            schedule: Some("00 02 * * *".into()),
+            kind: JobKind::Cron,
+            active: true,
+            next_run_at: None,
+        };
+        define(&store, &definition).await.expect("define");
+        assert_eq!(stored(&store, "tick").await, ("cron".into(), None));
+        let failed = RunOutcome::Failed("exit status 3".into());
+        assert_eq!(run_once(&store, failed).await, Some(RunStatus::Failed));
+        assert_eq!(stored(&store, "tick").await.1.as_deref(), Some("failed"));
+        assert_eq!(run_once(&store, RunOutcome::Ok).await, Some(RunStatus::Ok));
+        assert_eq!(stored(&store, "tick").await.1.as_deref(), Some("ok"));
+    }
+
+    #[tokio::test]
+    async fn an_unknown_stored_type_or_status_is_invalid_not_a_panic() {
+        let (_dir, store) = open();
+        store
+            .write(|c| {
+                c.execute_batch(
+                    "INSERT INTO jobs (name, type, active) VALUES ('a', 'weekly', 1);
+                     INSERT INTO jobs (name, type, active, last_status) VALUES ('b', 'cron', 1, 'maybe');",
+                )
+                .map(|()| 2)
+            })
+            .await
+            .expect("insert");
+        let refused = |read: Result<_, StoreError>| match read {
+            Err(StoreError::Invalid(message)) => message,
+            other => panic!("read as {other:?}"),
+        };
+        assert_eq!(
+            refused(job(&store, "a").await),
+            r#"stored job type "weekly""#
+        );
+        assert_eq!(
+            refused(job(&store, "b").await),
+            r#"stored job run status "maybe""#
+        );
+        assert!(matches!(all(&store).await, Err(StoreError::Invalid(_))));
+    }
+}
