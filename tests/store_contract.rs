@@ -4,9 +4,10 @@
 use std::sync::Arc;
 
 use chrono::{Duration, DurationRound, Utc};
-use dpsd::config::MongoSettings;
+use dpsd::config::{JobKind, MongoSettings};
 use dpsd::store::{
-    EmbeddedStore, JobDefinition, MongoStore, ParkedBody, ParkedMessage, Stage, Status, Store,
+    EmbeddedStore, JobDefinition, MongoStore, ParkedBody, ParkedMessage, RunOutcome, RunStatus,
+    Stage, Status, Store,
 };
 use serde_json::json;
 
@@ -259,7 +260,7 @@ async fn jobs_are_defined_claimed_once_locked_and_finished(store: &dyn Store) {
     let definition = |next| JobDefinition {
         name: "tick".into(),
         schedule: Some("5s".into()),
-        kind: "interval".into(),
+        kind: JobKind::Interval,
         active: true,
         next_run_at: next,
     };
@@ -320,7 +321,7 @@ async fn jobs_are_defined_claimed_once_locked_and_finished(store: &dyn Store) {
         .expect("lock"));
     // Only the holder finishes it.
     store
-        .finish_job("tick", "host-a", &Err("late".into()), t)
+        .finish_job("tick", "host-a", &RunOutcome::Failed("late".into()), t)
         .await
         .expect("finish");
     assert_eq!(
@@ -334,35 +335,36 @@ async fn jobs_are_defined_claimed_once_locked_and_finished(store: &dyn Store) {
         Some("host-b")
     );
     store
-        .finish_job("tick", "host-b", &Err("exit status 3".into()), t)
+        .finish_job(
+            "tick",
+            "host-b",
+            &RunOutcome::Failed("exit status 3".into()),
+            t,
+        )
         .await
         .expect("finish");
     let failed = store.job("tick").await.expect("read").expect("exists");
     assert_eq!(
         (
-            failed.last_status.as_deref(),
+            failed.last_status,
             failed.fail_count,
             failed.fail_reason.as_deref(),
             failed.locked_at
         ),
-        (Some("failed"), 1, Some("exit status 3"), None)
+        (Some(RunStatus::Failed), 1, Some("exit status 3"), None)
     );
     store
         .lock_job("tick", "host-a", t, t - Duration::minutes(10))
         .await
         .expect("lock");
     store
-        .finish_job("tick", "host-a", &Ok(()), t)
+        .finish_job("tick", "host-a", &RunOutcome::Ok, t)
         .await
         .expect("finish");
     let ok = store.job("tick").await.expect("read").expect("exists");
     assert_eq!(
-        (
-            ok.last_status.as_deref(),
-            ok.fail_count,
-            ok.last_finished_at
-        ),
-        (Some("ok"), 1, Some(t))
+        (ok.last_status, ok.fail_count, ok.last_finished_at),
+        (Some(RunStatus::Ok), 1, Some(t))
     );
 
     // Redefining keeps the run record; a manual job has no next run.
@@ -373,7 +375,7 @@ async fn jobs_are_defined_claimed_once_locked_and_finished(store: &dyn Store) {
         .define_job(&JobDefinition {
             name: "other".into(),
             schedule: None,
-            kind: "manual".into(),
+            kind: JobKind::Manual,
             active: false,
             next_run_at: None,
         })

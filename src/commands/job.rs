@@ -7,7 +7,7 @@ use super::{Failure, Global};
 use crate::broker::Outbox;
 use crate::logging;
 use crate::scheduler::{Scheduler, SchedulerError};
-use crate::store;
+use crate::store::{self, RunOutcome};
 
 pub async fn job_run(global: &Global, name: &str) -> Result<(), Failure> {
     let config = global.config()?;
@@ -42,8 +42,8 @@ pub async fn job_run(global: &Global, name: &str) -> Result<(), Failure> {
     outbox.close().await;
     store.close().await;
     match ran {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(reason)) => Err(Failure::Runtime(anyhow::anyhow!(
+        Ok(RunOutcome::Ok) => Ok(()),
+        Ok(RunOutcome::Failed(reason)) => Err(Failure::Runtime(anyhow::anyhow!(
             "job {name} failed: {reason}"
         ))),
         Err(SchedulerError::NotFound(_)) => Err(Failure::Usage(format!(

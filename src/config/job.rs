@@ -166,13 +166,19 @@ mod tests {
     #[test]
     fn the_shipped_kinds_of_job() {
         let job = load("schedule: 90 minutes\nexec: [echo, hi]\n").expect("valid");
-        assert_eq!((job.schedule.kind(), job.active), ("interval", true));
+        assert_eq!(
+            (job.schedule.kind(), job.active),
+            (crate::config::JobKind::Interval, true)
+        );
         assert!(
             matches!(job.action, JobAction::Exec { timeout, .. } if timeout == DEFAULT_EXEC_TIMEOUT)
         );
         let job = load("schedule: '00 02,10 * * *'\nactive: false\npublish: {queue: task_queue, message: {mydata: {}}}\n")
             .expect("valid");
-        assert_eq!((job.schedule.kind(), job.active), ("cron", false));
+        assert_eq!(
+            (job.schedule.kind(), job.active),
+            (crate::config::JobKind::Cron, false)
+        );
         let job = load("publish: {queue: stage1_test, count: 3}\n").expect("valid");
         assert_eq!(job.schedule, Schedule::Manual);
         assert!(matches!(job.action, JobAction::Publish { count: 3, .. }));

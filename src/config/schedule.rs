@@ -5,6 +5,7 @@ use std::fmt;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use serde::Serialize;
 
 /// The longest interval accepted. Longer ones mean nothing as a schedule, and one long
 /// enough (`300000 years`) has no next run that can be represented: adding it to a time
@@ -12,6 +13,26 @@ use chrono::{DateTime, Utc};
 const MAX_INTERVAL: Duration = Duration::from_secs(1000 * YEAR_SECS);
 /// What humantime takes a year to be (365.25 days).
 const YEAR_SECS: u64 = 31_557_600;
+
+/// What kind of schedule a job has, as its record's `type` (SPEC 5.2). The store keeps it as
+/// the text of `as_str`, which is also its JSON: `interval`, `cron`, `manual`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobKind {
+    Interval,
+    Cron,
+    Manual,
+}
+
+impl JobKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobKind::Interval => "interval",
+            JobKind::Cron => "cron",
+            JobKind::Manual => "manual",
+        }
+    }
+}
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Schedule {
@@ -64,12 +85,12 @@ impl Schedule {
         })
     }
 
-    /// `interval`, `cron` or `manual`, as the job record's `type`.
-    pub fn kind(&self) -> &'static str {
+    /// The job record's `type`.
+    pub fn kind(&self) -> JobKind {
         match self {
-            Schedule::Interval { .. } => "interval",
-            Schedule::Cron { .. } => "cron",
-            Schedule::Manual => "manual",
+            Schedule::Interval { .. } => JobKind::Interval,
+            Schedule::Cron { .. } => JobKind::Cron,
+            Schedule::Manual => JobKind::Manual,
         }
     }
 
@@ -205,11 +226,11 @@ mod tests {
         assert_eq!(every("1h 30m"), Some((5400, "1h 30m".into())));
         assert_eq!(
             Schedule::parse("2 seconds").map(|s| s.kind()),
-            Ok("interval")
+            Ok(JobKind::Interval)
         );
         assert_eq!(
             Schedule::parse("00 02,10 * * *").map(|s| s.kind()),
-            Ok("cron")
+            Ok(JobKind::Cron)
         );
         assert!(Schedule::parse("every now and then").is_err());
         assert!(Schedule::parse("61 * * * *").is_err());

@@ -9,10 +9,12 @@ use crate::broker::Outbox;
 use crate::config::JobAction;
 use crate::message::Message;
 use crate::process;
+use crate::store::RunOutcome;
 
-/// Runs `action`; `Err` carries the failure reason recorded as the job's `failReason`.
-pub async fn run(action: &JobAction, outbox: &Outbox) -> Result<(), String> {
-    match action {
+/// Runs `action` once. A failure carries the reason recorded as the job's `failReason`; the
+/// steps below return it as `Err` so that `?` ends the run at the first one.
+pub async fn run(action: &JobAction, outbox: &Outbox) -> RunOutcome {
+    let ran = match action {
         JobAction::Publish {
             queue,
             message,
@@ -23,7 +25,8 @@ pub async fn run(action: &JobAction, outbox: &Outbox) -> Result<(), String> {
             args,
             timeout,
         } => exec(program, args, *timeout).await,
-    }
+    };
+    RunOutcome::from(ran)
 }
 
 async fn publish(

@@ -17,7 +17,7 @@ use tracing::{error, info, warn, Instrument};
 
 use crate::broker::Outbox;
 use crate::config::{JobAction, JobDef, Schedule};
-use crate::store::{JobDefinition, JobRecord, Store, StoreError};
+use crate::store::{JobDefinition, JobRecord, RunOutcome, Store, StoreError};
 
 /// A timer re-reads its job at least this often, to see re-schedules made on other hosts.
 const REREAD: Duration = Duration::from_secs(30);
@@ -148,7 +148,7 @@ impl Scheduler {
         let definition = JobDefinition {
             name: def.name.clone(),
             schedule: text,
-            kind: def.schedule.kind().into(),
+            kind: def.schedule.kind(),
             active: def.active,
             next_run_at,
         };
@@ -173,7 +173,8 @@ impl Scheduler {
                 job = name,
                 holder, "releasing the lock of a run whose dpsd process is gone"
             );
-            let outcome = Err("interrupted: the dpsd process running it stopped".to_string());
+            let outcome =
+                RunOutcome::Failed("interrupted: the dpsd process running it stopped".into());
             self.store
                 .finish_job(name, holder, &outcome, Utc::now())
                 .await?;
@@ -240,9 +241,9 @@ impl Scheduler {
         }
     }
 
-    /// Runs job `name` now under its lock and returns its outcome (`Err` carries the failure
-    /// reason); `Err(Running)` when a run holds the lock.
-    pub async fn run(&self, name: &str) -> Result<Result<(), String>, SchedulerError> {
+    /// Runs job `name` now under its lock and returns how the run ended; `Err(Running)` when
+    /// a run holds the lock.
+    pub async fn run(&self, name: &str) -> Result<RunOutcome, SchedulerError> {
         let def = self.def(name)?;
         let now = Utc::now();
         let stale_before = stale_before(now, lock_lifetime(&def.action));
@@ -255,16 +256,15 @@ impl Scheduler {
             return Err(SchedulerError::Running(name.to_string()));
         }
         let outcome = action::run(&def.action, &self.outbox).await;
-        let status = if outcome.is_ok() { "ok" } else { "failed" };
         *self
             .runs
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .entry((name.to_string(), status.into()))
+            .entry((name.to_string(), outcome.status().as_str().into()))
             .or_default() += 1;
         match &outcome {
-            Ok(()) => info!(job = name, "job finished"),
-            Err(reason) => error!(job = name, "job failed: {reason}"),
+            RunOutcome::Ok => info!(job = name, "job finished"),
+            RunOutcome::Failed(reason) => error!(job = name, "job failed: {reason}"),
         }
         self.store
             .finish_job(name, &self.host, &outcome, Utc::now())
@@ -312,7 +312,7 @@ impl Scheduler {
         let definition = JobDefinition {
             name: name.to_string(),
             schedule: schedule_text(&schedule),
-            kind: schedule.kind().into(),
+            kind: schedule.kind(),
             active: def.active,
             next_run_at,
         };

@@ -15,7 +15,7 @@ use serde_json::Value;
 pub use embedded::{EmbeddedStore, FILE as EMBEDDED_FILE};
 pub use mongo::MongoStore;
 
-use crate::config::StoreSettings;
+use crate::config::{JobKind, StoreSettings};
 
 /// The outcome of one worker's handling of one execution.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -32,15 +32,6 @@ impl Status {
             Status::Done => "done",
             Status::Retrying => "retrying",
             Status::Parked => "parked",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<Status> {
-        match text {
-            "done" => Some(Status::Done),
-            "retrying" => Some(Status::Retrying),
-            "parked" => Some(Status::Parked),
-            _ => None,
         }
     }
 }
@@ -152,15 +143,14 @@ pub struct JobRecord {
     pub name: String,
     /// The schedule as written (`90 minutes`, `00 02,10 * * *`), None for manual jobs.
     pub schedule: Option<String>,
-    /// `interval`, `cron` or `manual`.
     #[serde(rename = "type")]
-    pub kind: String,
+    pub kind: JobKind,
     pub active: bool,
     pub next_run_at: Option<DateTime<Utc>>,
     pub last_run_at: Option<DateTime<Utc>>,
     pub last_finished_at: Option<DateTime<Utc>>,
-    /// `ok` or `failed`.
-    pub last_status: Option<String>,
+    /// How the last finished run ended; None before the first.
+    pub last_status: Option<RunStatus>,
     pub fail_count: u32,
     pub fail_reason: Option<String>,
     pub locked_at: Option<DateTime<Utc>>,
@@ -172,9 +162,108 @@ pub struct JobRecord {
 pub struct JobDefinition {
     pub name: String,
     pub schedule: Option<String>,
-    pub kind: String,
+    pub kind: JobKind,
     pub active: bool,
     pub next_run_at: Option<DateTime<Utc>>,
+}
+
+/// How a job's last run ended, as its record's `lastStatus` (SPEC 5.2): `ok` or `failed`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunStatus {
+    Ok,
+    Failed,
+}
+
+impl RunStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Ok => "ok",
+            RunStatus::Failed => "failed",
+        }
+    }
+}
+
+/// How one run of a job ended, as the scheduler hands it to `finish_job`: a failure carries
+/// the reason kept as the job's `failReason`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunOutcome {
+    Ok,
+    Failed(String),
+}
+
+impl RunOutcome {
+    pub fn status(&self) -> RunStatus {
+        match self {
+            RunOutcome::Ok => RunStatus::Ok,
+            RunOutcome::Failed(_) => RunStatus::Failed,
+        }
+    }
+
+    /// The failure reason, None for a run that succeeded.
+    pub fn failure(&self) -> Option<&str> {
+        match self {
+            RunOutcome::Ok => None,
+            RunOutcome::Failed(reason) => Some(reason),
+        }
+    }
+}
+
+/// What an action's code naturally returns: `Err` carries the reason.
+impl From<Result<(), String>> for RunOutcome {
+    fn from(result: Result<(), String>) -> RunOutcome {
+        match result {
+            Ok(()) => RunOutcome::Ok,
+            Err(reason) => RunOutcome::Failed(reason),
+        }
+    }
+}
+
+/// A value both backends keep as text (`done`, `interval`, `ok`): written as its `as_str`,
+/// read back with `from_stored`. Stored data is outside input, so text that names no variant
+/// is `Invalid`, quoting it, never a guess or a panic.
+trait StoredText: Copy + 'static {
+    /// What the text is, for the error ("job type").
+    const WHAT: &'static str;
+    /// Every variant, so that reading back follows writing (`text`) with no second table.
+    const ALL: &'static [Self];
+
+    fn text(self) -> &'static str;
+
+    fn from_stored(text: &str) -> Result<Self, StoreError> {
+        Self::ALL
+            .iter()
+            .copied()
+            .find(|value| value.text() == text)
+            .ok_or_else(|| StoreError::Invalid(format!("stored {} {text:?}", Self::WHAT)))
+    }
+}
+
+impl StoredText for Status {
+    const WHAT: &'static str = "status";
+    const ALL: &'static [Status] = &[Status::Done, Status::Retrying, Status::Parked];
+
+    fn text(self) -> &'static str {
+        self.as_str()
+    }
+}
+
+impl StoredText for JobKind {
+    const WHAT: &'static str = "job type";
+    const ALL: &'static [JobKind] = &[JobKind::Interval, JobKind::Cron, JobKind::Manual];
+
+    fn text(self) -> &'static str {
+        self.as_str()
+    }
+}
+
+impl StoredText for RunStatus {
+    const WHAT: &'static str = "job run status";
+    const ALL: &'static [RunStatus] = &[RunStatus::Ok, RunStatus::Failed];
+
+    fn text(self) -> &'static str {
+        self.as_str()
+    }
 }
 
 /// Why the store could not do what was asked. Callers retry `Unavailable` (the server will
@@ -250,12 +339,13 @@ pub trait Store: Send + Sync {
         stale_before: DateTime<Utc>,
     ) -> Result<bool, StoreError>;
 
-    /// Records the end of a run `host` had locked: `Err` carries the failure reason.
+    /// Records the end of a run `host` had locked: its status, and for a failure its reason
+    /// and one more to the count.
     async fn finish_job(
         &self,
         name: &str,
         host: &str,
-        outcome: &Result<(), String>,
+        outcome: &RunOutcome,
         finished_at: DateTime<Utc>,
     ) -> Result<(), StoreError>;
 
@@ -282,5 +372,81 @@ pub async fn open(settings: &StoreSettings) -> anyhow::Result<Arc<dyn Store>> {
                 .await??;
             Ok(Arc::new(store))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each variant reads back from the text written for it, and that text is its JSON too.
+    fn round_trips<T: StoredText + Serialize + PartialEq + std::fmt::Debug>(texts: &[&str]) {
+        let written: Vec<&str> = T::ALL.iter().map(|v| v.text()).collect();
+        assert_eq!(written, texts);
+        for value in T::ALL {
+            assert_eq!(T::from_stored(value.text()).ok(), Some(*value));
+            let json = serde_json::to_value(value).expect("serializes");
+            assert_eq!(json, Value::String(value.text().into()));
+        }
+    }
+
+    fn refused<T: StoredText + std::fmt::Debug>(text: &str) -> String {
+        match T::from_stored(text) {
+            Err(StoreError::Invalid(message)) => message,
+            other => panic!("{text:?} read as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn stored_texts_are_those_of_the_spec_and_read_back() {
+        round_trips::<Status>(&["done", "retrying", "parked"]);
+        round_trips::<JobKind>(&["interval", "cron", "manual"]);
+        round_trips::<RunStatus>(&["ok", "failed"]);
+    }
+
+    #[test]
+    fn unknown_stored_text_is_invalid_and_named() {
+        assert_eq!(refused::<JobKind>("weekly"), r#"stored job type "weekly""#);
+        assert_eq!(refused::<RunStatus>("OK"), r#"stored job run status "OK""#);
+        assert_eq!(refused::<Status>(""), r#"stored status """#);
+    }
+
+    #[test]
+    fn a_job_record_is_the_same_json_as_before() {
+        let at = DateTime::<Utc>::UNIX_EPOCH;
+        let record = JobRecord {
+            name: "tick".into(),
+            schedule: Some("5s".into()),
+            kind: JobKind::Interval,
+            active: true,
+            next_run_at: Some(at),
+            last_run_at: None,
+            last_finished_at: Some(at),
+            last_status: Some(RunStatus::Failed),
+            fail_count: 1,
+            fail_reason: Some("exit status 3".into()),
+            locked_at: None,
+            locked_by: None,
+        };
+        assert_eq!(
+            serde_json::to_string(&record).expect("serializes"),
+            concat!(
+                r#"{"name":"tick","schedule":"5s","type":"interval","active":true,"#,
+                r#""nextRunAt":"1970-01-01T00:00:00Z","lastRunAt":null,"#,
+                r#""lastFinishedAt":"1970-01-01T00:00:00Z","lastStatus":"failed","failCount":1,"#,
+                r#""failReason":"exit status 3","lockedAt":null,"lockedBy":null}"#
+            )
+        );
+    }
+
+    #[test]
+    fn a_run_outcome_gives_its_status_and_reason() {
+        let failed = RunOutcome::from(Err("exit status 3".to_string()));
+        assert_eq!(
+            (failed.status(), failed.failure()),
+            (RunStatus::Failed, Some("exit status 3"))
+        );
+        let ok = RunOutcome::from(Ok(()));
+        assert_eq!((ok.status(), ok.failure()), (RunStatus::Ok, None));
     }
 }

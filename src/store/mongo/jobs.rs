@@ -8,7 +8,8 @@ use mongodb::options::IndexOptions;
 use mongodb::{Collection, IndexModel};
 
 use super::{classify, integer, time};
-use crate::store::{JobDefinition, JobRecord, StoreError};
+use crate::config::JobKind;
+use crate::store::{JobDefinition, JobRecord, RunOutcome, RunStatus, StoreError, StoredText};
 
 pub async fn ensure_indexes(jobs: &Collection<Document>) -> Result<(), StoreError> {
     let unique = IndexOptions::builder().unique(true).build();
@@ -42,7 +43,7 @@ pub async fn define(
     let update = doc! {
         "$set": {
             "schedule": definition.schedule.as_deref(),
-            "type": &definition.kind,
+            "type": definition.kind.as_str(),
             "active": definition.active,
             "nextRunAt": date(definition.next_run_at),
         },
@@ -95,18 +96,18 @@ pub async fn finish(
     jobs: &Collection<Document>,
     name: &str,
     host: &str,
-    outcome: &Result<(), String>,
+    outcome: &RunOutcome,
     finished_at: DateTime<Utc>,
 ) -> Result<(), StoreError> {
     let mut set = doc! {
         "lockedAt": Bson::Null,
         "lockedBy": Bson::Null,
         "lastFinishedAt": bson::DateTime::from_chrono(finished_at),
-        "lastStatus": if outcome.is_ok() { "ok" } else { "failed" },
+        "lastStatus": outcome.status().as_str(),
     };
     let mut update = Document::new();
-    if let Err(reason) = outcome {
-        set.insert("failReason", reason.as_str());
+    if let Some(reason) = outcome.failure() {
+        set.insert("failReason", reason);
         update.insert("$inc", doc! {"failCount": 1_i64});
     }
     update.insert("$set", set);
@@ -128,15 +129,50 @@ fn record(d: &Document) -> Result<JobRecord, StoreError> {
     Ok(JobRecord {
         name: text("name").ok_or_else(|| StoreError::Invalid("stored job lacks name".into()))?,
         schedule: text("schedule"),
-        kind: text("type").unwrap_or_else(|| "manual".into()),
+        // A record without a `type` reads as a manual job, as it always has.
+        kind: d
+            .get_str("type")
+            .map_or(Ok(JobKind::Manual), JobKind::from_stored)?,
         active: d.get_bool("active").unwrap_or(true),
         next_run_at: when("nextRunAt"),
         last_run_at: when("lastRunAt"),
         last_finished_at: when("lastFinishedAt"),
-        last_status: text("lastStatus"),
+        last_status: d
+            .get_str("lastStatus")
+            .ok()
+            .map(RunStatus::from_stored)
+            .transpose()?,
         fail_count: integer(d, "failCount").unwrap_or(0) as u32,
         fail_reason: text("failReason"),
         locked_at: when("lockedAt"),
         locked_by: text("lockedBy"),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(d: Document) -> Result<(JobKind, Option<RunStatus>), String> {
+        match record(&d) {
+            Ok(r) => Ok((r.kind, r.last_status)),
+            Err(StoreError::Invalid(message)) => Err(message),
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    #[test]
+    fn types_and_statuses_read_back_and_unknown_ones_are_invalid() {
+        let cron = read(doc! {"name": "a", "type": "cron", "lastStatus": "failed"});
+        assert_eq!(cron, Ok((JobKind::Cron, Some(RunStatus::Failed))));
+        assert_eq!(read(doc! {"name": "a"}), Ok((JobKind::Manual, None)));
+        assert_eq!(
+            read(doc! {"name": "a", "type": "weekly"}),
+            Err(r#"stored job type "weekly""#.into())
+        );
+        assert_eq!(
+            read(doc! {"name": "a", "type": "interval", "lastStatus": "maybe"}),
+            Err(r#"stored job run status "maybe""#.into())
+        );
+    }
 }

@@ -19,8 +19,8 @@ use mongodb::{Client, Collection, IndexModel};
 use serde_json::Value;
 
 use super::{
-    Execution, FailedPage, JobDefinition, JobRecord, ParkedMessage, Stage, Status, Store,
-    StoreError,
+    Execution, FailedPage, JobDefinition, JobRecord, ParkedMessage, RunOutcome, Stage, Status,
+    Store, StoreError, StoredText,
 };
 use crate::config::MongoSettings;
 
@@ -166,7 +166,7 @@ impl Store for MongoStore {
         &self,
         name: &str,
         host: &str,
-        outcome: &Result<(), String>,
+        outcome: &RunOutcome,
         finished_at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         jobs::finish(&self.jobs, name, host, outcome, finished_at).await
@@ -276,10 +276,10 @@ fn integer(d: &Document, key: &str) -> Option<i64> {
 }
 
 fn status(d: &Document) -> Result<Status, StoreError> {
-    d.get_str("status")
-        .ok()
-        .and_then(Status::parse)
-        .ok_or_else(|| StoreError::Invalid("stored job state has no valid status".into()))
+    let text = d
+        .get_str("status")
+        .map_err(|_| StoreError::Invalid("stored job state lacks status".into()))?;
+    Status::from_stored(text)
 }
 
 fn time(d: &Document, key: &str) -> Result<DateTime<Utc>, StoreError> {

@@ -1,0 +1,101 @@
+//! Connecting to the file, and waiting for its lock. Every process on the host shares one
+//! SQLite file and a write holds its lock for about a millisecond (one group commit), so a
+//! process that finds the file busy sleeps briefly and tries again, for at most
+//! `BUSY_TIMEOUT` by the clock, rather than fail. Opening the file waits the same way, by
+//! hand, where SQLite itself would not wait.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use rusqlite::Connection;
+
+use crate::config::StateSync;
+
+/// How long a process waits for another's write transaction before reporting the store
+/// unavailable (the message in hand then waits and tries again; nothing is lost).
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a process sleeps between tries for the write lock. SQLite's own busy timeout
+/// backs off to sleeps of 100 ms, far longer than a transaction holds the lock here (one
+/// group commit, about a millisecond), so replicas sharing the file would mostly sleep.
+const BUSY_RETRY: Duration = Duration::from_micros(200);
+
+/// A connection to the file with the busy handler, WAL and the configured `synchronous`.
+pub fn connect(path: &Path, sync: StateSync) -> anyhow::Result<Connection> {
+    let open = || -> rusqlite::Result<Connection> {
+        let connection = Connection::open(path)?;
+        connection.busy_handler(Some(wait_for_lock))?;
+        // WAL: readers never wait for the writer.
+        connection.pragma_update(None, "journal_mode", "WAL")?;
+        connection.pragma_update(None, "synchronous", sync.pragma())?;
+        Ok(connection)
+    };
+    // Turning a new file to WAL takes a lock SQLite answers "busy" for at once, without its
+    // busy handler, to the other processes opening the file at that moment: the same wait
+    // is applied here by hand.
+    let mut tries = 0;
+    loop {
+        match open() {
+            Err(e) if is_busy(&e) && wait_for_lock(tries) => tries += 1,
+            opened => {
+                return opened.map_err(|e| {
+                    anyhow::anyhow!("cannot open the embedded store {}: {e}", path.display())
+                })
+            }
+        }
+    }
+}
+
+fn is_busy(error: &rusqlite::Error) -> bool {
+    error.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy)
+}
+
+/// SQLite's busy handler: `tries` is how many times it has already been called for this
+/// lock; false gives up (SQLITE_BUSY, reported as the store being unavailable). The wait is
+/// bounded by the clock, not by counting tries: a sleep lasts longer than asked.
+fn wait_for_lock(tries: i32) -> bool {
+    thread_local! {
+        static WAITING_SINCE: std::cell::Cell<Instant> = std::cell::Cell::new(Instant::now());
+    }
+    let waited = WAITING_SINCE.with(|since| {
+        if tries == 0 {
+            since.set(Instant::now());
+        }
+        since.get().elapsed()
+    });
+    if waited >= BUSY_TIMEOUT {
+        return false;
+    }
+    std::thread::sleep(BUSY_RETRY);
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::EmbeddedStore;
+    use std::sync::Arc;
+
+    /// `dpsd run` and a `dpsd worker` started together on a fresh state_dir open the file
+    /// at once; SQLite answers "busy" to one of them, without waiting, while the other turns
+    /// the new file to WAL.
+    #[test]
+    fn connections_opening_a_fresh_file_at_once_all_succeed() {
+        for round in 0..30 {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let start = Arc::new(std::sync::Barrier::new(6));
+            let openers: Vec<_> = (0..6)
+                .map(|_| {
+                    let (dir, start) = (dir.path().to_path_buf(), start.clone());
+                    std::thread::spawn(move || {
+                        start.wait();
+                        EmbeddedStore::open(&dir, StateSync::Normal).map(drop)
+                    })
+                })
+                .collect();
+            for opener in openers {
+                let opened = opener.join().expect("opener thread");
+                assert!(opened.is_ok(), "round {round}: {opened:?}");
+            }
+        }
+    }
+}
