@@ -2,7 +2,7 @@
 //! attempts reset, and leaves the store only after the broker confirmed the publish, so a
 //! failure between the two leaves it parked (at worst it is then replayed twice).
 
-use crate::broker::{BrokerError, Outbox};
+use crate::broker::{BrokerError, Outbox, QueueRefusal};
 use crate::store::{Store, StoreError};
 
 /// Parked messages are replayed in pages of this many.
@@ -13,10 +13,9 @@ pub enum ReplayError {
     #[error("no parked message {0:?}")]
     NotFound(String),
     /// RabbitMQ refused the queue (it closed the channel with a reply code), and will until
-    /// the queue changes: `refusal` names the queue and gives the broker's reason, as
-    /// [`BrokerError::refusal_of`] words it.
-    #[error("{refusal}")]
-    Refused { queue: String, refusal: String },
+    /// the queue changes.
+    #[error(transparent)]
+    Refused(QueueRefusal),
     /// The publish failed otherwise: RabbitMQ unreachable, a nack, no confirm.
     #[error("cannot publish to {queue}: {error}")]
     Publish { queue: String, error: BrokerError },
@@ -29,10 +28,12 @@ pub enum ReplayError {
 
 impl ReplayError {
     fn publish(queue: &str, error: BrokerError) -> ReplayError {
-        let queue = queue.to_string();
-        match error.refusal_of(&queue) {
-            Some(refusal) => ReplayError::Refused { queue, refusal },
-            None => ReplayError::Publish { queue, error },
+        match error.refusal_of(queue) {
+            Some(refusal) => ReplayError::Refused(refusal),
+            None => ReplayError::Publish {
+                queue: queue.to_string(),
+                error,
+            },
         }
     }
 }

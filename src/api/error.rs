@@ -4,7 +4,7 @@
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 
-use crate::broker::BrokerError;
+use crate::broker::{BrokerError, QueueRefusal};
 use crate::scheduler::SchedulerError;
 use crate::store::StoreError;
 
@@ -59,6 +59,13 @@ impl From<BrokerError> for ApiError {
             BrokerError::Refused { .. } => ApiError::BadRequest(e.to_string()),
             _ => ApiError::Unavailable(e.to_string()),
         }
+    }
+}
+
+impl From<QueueRefusal> for ApiError {
+    /// RabbitMQ answered, and refused the queue: bad input, 400 naming it, with its reason.
+    fn from(refusal: QueueRefusal) -> Self {
+        ApiError::BadRequest(refusal.to_string())
     }
 }
 

@@ -92,8 +92,7 @@ impl From<ReplayError> for ApiError {
     fn from(e: ReplayError) -> Self {
         match e {
             ReplayError::NotFound(_) => ApiError::NotFound(e.to_string()),
-            // RabbitMQ answered, and refused the queue: 400 naming it, with the reason.
-            ReplayError::Refused { refusal, .. } => ApiError::BadRequest(refusal),
+            ReplayError::Refused(refusal) => refusal.into(),
             ReplayError::Publish { .. } => ApiError::Unavailable(e.to_string()),
             ReplayError::Body { .. } => ApiError::Internal(e.to_string()),
             ReplayError::Store(e) => e.into(),

@@ -59,14 +59,13 @@ async fn publish(
 /// A publish RabbitMQ refused (it closed the channel with a reply code) is bad input: 400
 /// naming the queue and the broker's reason. Other broker errors stay 503.
 fn refused(queue: &str, error: BrokerError) -> ApiError {
-    match error.refusal_of(queue) {
-        Some(reason) => ApiError::BadRequest(reason),
-        None => error.into(),
-    }
+    error
+        .refusal_of(queue)
+        .map_or_else(|| error.into(), ApiError::from)
 }
 
 /// The worker (and its queue) whose delay queue `queue` is (`<queue>.retry.<N>ms`, see
-/// worker/retry.rs). RabbitMQ refuses a plain declare of such a queue (PRECONDITION_FAILED:
+/// config/retry.rs). RabbitMQ refuses a plain declare of such a queue (PRECONDITION_FAILED:
 /// it has a TTL and a dead-letter target); and declared by a publish before the worker
 /// declares it, it would make the worker's own declare fail instead. A worker's own queue
 /// is never refused.

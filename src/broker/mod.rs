@@ -51,20 +51,42 @@ pub enum BrokerError {
 }
 
 impl BrokerError {
-    /// For a refusal of something asked about `queue`, what RabbitMQ objects to in words,
-    /// naming the queue, then its reason as it sent it: `queue "q" exists with other
-    /// arguments: PRECONDITION_FAILED - inequivalent arg ...`. None for other errors.
-    pub fn refusal_of(&self, queue: &str) -> Option<String> {
+    /// For a refusal of something asked about `queue`, that refusal with the queue's name;
+    /// None for other errors.
+    pub fn refusal_of(&self, queue: &str) -> Option<QueueRefusal> {
         let BrokerError::Refused { code, text } = self else {
             return None;
         };
-        let what = match code {
-            406 if text.contains("inequivalent arg") => "exists with other arguments",
+        Some(QueueRefusal {
+            queue: queue.to_string(),
+            code: *code,
+            text: text.clone(),
+        })
+    }
+}
+
+/// RabbitMQ refused what was asked about a queue (a declare with other arguments, a queue
+/// locked or not accessible), and will until the queue or the request changes: bad input,
+/// not an outage. Worded in one place: `queue "q" exists with other arguments:
+/// PRECONDITION_FAILED - inequivalent arg ...`, what it objects to, then its own reason.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("queue {queue:?} {}: {text}", self.objection())]
+pub struct QueueRefusal {
+    pub queue: String,
+    /// The reply code: 406 PRECONDITION_FAILED, 403 ACCESS_REFUSED, 405 RESOURCE_LOCKED...
+    pub code: u16,
+    /// The broker's reason, beginning with the code's name.
+    pub text: String,
+}
+
+impl QueueRefusal {
+    fn objection(&self) -> &'static str {
+        match self.code {
+            406 if self.text.contains("inequivalent arg") => "exists with other arguments",
             405 => "is locked (exclusive to another connection)",
             403 => "is not accessible",
             _ => "was refused by RabbitMQ",
-        };
-        Some(format!("queue {queue:?} {what}: {text}"))
+        }
     }
 }
 
@@ -324,6 +346,24 @@ impl ChannelCallback for ChannelEvents {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refusal_names_the_queue_what_rabbitmq_objects_to_and_its_reason() {
+        let refused = |code, text: &str| BrokerError::Refused {
+            code,
+            text: text.into(),
+        };
+        let clash = refused(406, "PRECONDITION_FAILED - inequivalent arg 'x-max-length'");
+        assert_eq!(
+            clash.refusal_of("q").map(|r| r.to_string()).as_deref(),
+            Some("queue \"q\" exists with other arguments: PRECONDITION_FAILED - inequivalent arg 'x-max-length'")
+        );
+        let locked = refused(405, "RESOURCE_LOCKED - cannot obtain exclusive access");
+        assert!(locked
+            .refusal_of("q")
+            .is_some_and(|r| r.to_string().starts_with("queue \"q\" is locked")));
+        assert_eq!(BrokerError::Nacked.refusal_of("q"), None);
+    }
 
     #[test]
     fn urls_decode_the_vhost() {

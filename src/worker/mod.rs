@@ -20,7 +20,7 @@ pub use counters::{report, report_once, Counters, Histogram, Totals, BUCKETS};
 pub use handler::{Delivery, Forward, Handler, Headers, Verdict, ATTEMPT_HEADER, REFORWARD_HEADER};
 
 use crate::backoff::Backoff;
-use crate::broker::{self, BrokerError, Publisher};
+use crate::broker::{self, BrokerError, Publisher, QueueRefusal};
 use crate::config::{delay_queue, RetryPolicy};
 use crate::shutdown::Shutdown;
 
@@ -201,9 +201,8 @@ impl Worker {
 enum SessionError {
     #[error(transparent)]
     Broker(#[from] BrokerError),
-    /// `queue "q" exists with other arguments: PRECONDITION_FAILED - ...`
-    #[error("{0}")]
-    Refused(String),
+    #[error(transparent)]
+    Refused(QueueRefusal),
 }
 
 impl From<amqprs::error::Error> for SessionError {
