@@ -138,6 +138,25 @@ pub struct WorkerDef {
     pub retry: Option<RetryPolicy>,
 }
 
+#[cfg(test)]
+impl WorkerDef {
+    /// Worker `name` consuming `queue`: no services, no follow queue, one replica. Tests
+    /// change what they are about.
+    pub fn example(name: &str, queue: &str) -> WorkerDef {
+        WorkerDef {
+            name: name.into(),
+            file: format!("workers.d/{name}.yaml").into(),
+            queue: queue.into(),
+            follow_queue: None,
+            job_state: 1,
+            services: Vec::new(),
+            replicas: 1,
+            prefetch: 10,
+            retry: None,
+        }
+    }
+}
+
 /// A service with the id it is known by in logs, metrics and `DPS_SERVICE`
 /// (`WORKER.services[I]` for inline ones).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -60,15 +60,8 @@ mod tests {
 
     fn def(name: &str, queue: &str, replicas: u32) -> WorkerDef {
         WorkerDef {
-            name: name.into(),
-            file: format!("workers.d/{name}.yaml").into(),
-            queue: queue.into(),
-            follow_queue: None,
-            job_state: 1,
-            services: Vec::new(),
             replicas,
-            prefetch: 10,
-            retry: None,
+            ..WorkerDef::example(name, queue)
         }
     }
 

@@ -17,15 +17,8 @@ const SHUTDOWN: Duration = Duration::from_secs(10);
 
 fn def(name: &str, replicas: u32) -> WorkerDef {
     WorkerDef {
-        name: name.into(),
-        file: format!("workers.d/{name}.yaml").into(),
-        queue: format!("q_{name}"),
-        follow_queue: None,
-        job_state: 1,
-        services: Vec::new(),
         replicas,
-        prefetch: 10,
-        retry: None,
+        ..WorkerDef::example(name, &format!("q_{name}"))
     }
 }
 

@@ -465,6 +465,13 @@ mod tests {
     }
 
     impl FakeBroker {
+        fn down() -> FakeBroker {
+            FakeBroker {
+                broken: true,
+                ..FakeBroker::default()
+            }
+        }
+
         fn sent(&self) -> Vec<(String, Value, Headers)> {
             self.sent.lock().expect("lock").clone()
         }
@@ -489,15 +496,10 @@ mod tests {
             })
             .collect();
         let def = WorkerDef {
-            name: "w".into(),
-            file: "workers.d/w.yaml".into(),
-            queue: "in".into(),
             follow_queue: Some("out".into()),
-            job_state: 1,
             services,
-            replicas: 1,
-            prefetch: 10,
             retry,
+            ..WorkerDef::example("w", "in")
         };
         let handler = Handler {
             def,
@@ -532,6 +534,11 @@ mod tests {
     }
 
     impl World {
+        /// Handles a first delivery of `body`.
+        async fn handle(&self, body: Value, broker: &FakeBroker) -> Verdict {
+            self.handler.handle(&delivery(body), broker).await
+        }
+
         async fn stages(&self, id: &str) -> Vec<(Status, u32)> {
             let execution = self.handler.store.execution(id).await.expect("read");
             let stages = execution.map(|e| e.stages).unwrap_or_default();
@@ -549,8 +556,7 @@ mod tests {
         let world = world(vec![Builtin::Constant(json!("test1"))], None);
         let broker = FakeBroker::default();
         let verdict = world
-            .handler
-            .handle(&delivery(json!({"executionId": "e1", "a": 1})), &broker)
+            .handle(json!({"executionId": "e1", "a": 1}), &broker)
             .await;
         assert_eq!(verdict, Verdict::Ack);
         assert_eq!(world.stages("e1").await, [(Status::Done, 1)]);
@@ -569,7 +575,7 @@ mod tests {
         let world = world(vec![Builtin::Constant(json!("test1"))], None);
         let broker = FakeBroker::default();
         let body = json!({"executionId": "e2"});
-        world.handler.handle(&delivery(body.clone()), &broker).await;
+        world.handle(body.clone(), &broker).await;
         let mut again = delivery(body);
         again.redelivered = true;
         let verdict = world.handler.handle(&again, &broker).await;
@@ -608,7 +614,7 @@ mod tests {
         let world = world(vec![failing()], three_attempts());
         let broker = FakeBroker::default();
         let body = json!({"executionId": "e4", "a": 1});
-        let verdict = world.handler.handle(&delivery(body.clone()), &broker).await;
+        let verdict = world.handle(body.clone(), &broker).await;
         assert_eq!(verdict, Verdict::Ack);
         assert_eq!(world.stages("e4").await, [(Status::Retrying, 1)]);
         let sent = broker.sent();
@@ -657,10 +663,7 @@ mod tests {
     async fn without_retries_a_failure_is_parked_at_once() {
         let world = world(vec![failing()], None);
         let broker = FakeBroker::default();
-        let verdict = world
-            .handler
-            .handle(&delivery(json!({"executionId": "e7"})), &broker)
-            .await;
+        let verdict = world.handle(json!({"executionId": "e7"}), &broker).await;
         assert_eq!(verdict, Verdict::Ack);
         assert_eq!(world.stages("e7").await, [(Status::Parked, 1)]);
         assert_eq!(world.parked().await.len(), 1);
@@ -697,8 +700,7 @@ mod tests {
         sqlite.execute_batch("DROP TABLE stages").expect("drop");
         let broker = FakeBroker::default();
         let verdict = dir_world
-            .handler
-            .handle(&delivery(json!({"executionId": "e8"})), &broker)
+            .handle(json!({"executionId": "e8"}), &broker)
             .await;
         assert_eq!(verdict, Verdict::Requeue);
         assert!(
@@ -710,14 +712,8 @@ mod tests {
     #[tokio::test]
     async fn a_forward_that_fails_sends_the_message_back() {
         let world = world(vec![Builtin::Echo], None);
-        let broker = FakeBroker {
-            broken: true,
-            ..FakeBroker::default()
-        };
-        let verdict = world
-            .handler
-            .handle(&delivery(json!({"executionId": "e9"})), &broker)
-            .await;
+        let broker = FakeBroker::down();
+        let verdict = world.handle(json!({"executionId": "e9"}), &broker).await;
         assert_eq!(verdict, Verdict::Requeue);
         assert_eq!(world.stages("e9").await, [(Status::Done, 1)]);
     }
@@ -725,14 +721,8 @@ mod tests {
     #[tokio::test]
     async fn a_retry_that_cannot_be_scheduled_sends_the_message_back() {
         let world = world(vec![failing()], three_attempts());
-        let broker = FakeBroker {
-            broken: true,
-            ..FakeBroker::default()
-        };
-        let verdict = world
-            .handler
-            .handle(&delivery(json!({"executionId": "e10"})), &broker)
-            .await;
+        let broker = FakeBroker::down();
+        let verdict = world.handle(json!({"executionId": "e10"}), &broker).await;
         assert_eq!(verdict, Verdict::Requeue);
     }
 
@@ -741,7 +731,7 @@ mod tests {
         let world = world(vec![failing()], None);
         let broker = FakeBroker::default();
         let body = json!({"executionId": "e11", "simulate": true});
-        let verdict = world.handler.handle(&delivery(body.clone()), &broker).await;
+        let verdict = world.handle(body.clone(), &broker).await;
         assert_eq!(verdict, Verdict::Ack);
         assert_eq!(world.stages("e11").await, [(Status::Done, 1)]);
         assert_eq!(broker.sent()[0].1, body, "simulate kept, no _last added");
@@ -751,10 +741,7 @@ mod tests {
     async fn a_message_without_an_execution_id_gets_one_that_travels_on() {
         let world = world(vec![Builtin::Echo], None);
         let broker = FakeBroker::default();
-        world
-            .handler
-            .handle(&delivery(json!({"a": 1})), &broker)
-            .await;
+        world.handle(json!({"a": 1}), &broker).await;
         let sent = broker.sent();
         let id = sent[0].1["executionId"]
             .as_str()
@@ -767,10 +754,7 @@ mod tests {
     async fn counts_follow_the_outcomes() {
         let world = world(vec![failing()], three_attempts());
         let broker = FakeBroker::default();
-        world
-            .handler
-            .handle(&delivery(json!({"executionId": "e12"})), &broker)
-            .await;
+        world.handle(json!({"executionId": "e12"}), &broker).await;
         let mut last = delivery(json!({"executionId": "e12"}));
         last.attempt = 3;
         world.handler.handle(&last, &broker).await;
