@@ -1,6 +1,8 @@
 //! Delayed retries, parking, and replay (SPEC 4.1, 4.2, 7), through the worker, the CLI and
-//! the API.
+//! the API. Every test runs on both stores (`on_mongodb::`, `on_embedded::`), reading state
+//! through the trait.
 
+#[macro_use]
 mod common;
 
 use std::time::Duration;
@@ -10,6 +12,14 @@ use dpsd::store::Status;
 use reqwest::blocking::Client;
 use serde_json::{json, Value};
 
+on_both_backends!(
+    a_service_failing_twice_then_succeeding_ends_done_after_three_attempts,
+    a_service_that_always_fails_is_parked_after_max_attempts,
+    a_pending_retry_survives_a_restart_of_dpsd,
+    replay_from_the_cli_after_the_service_is_mended,
+    the_failed_routes_of_the_api,
+);
+
 /// The delay queues a worker on `queue` declares, so that the test deletes them at its end.
 fn track_delay_queues(env: &TestEnv, queue: &str, delays_ms: &[u64]) {
     for ms in delays_ms {
@@ -17,10 +27,7 @@ fn track_delay_queues(env: &TestEnv, queue: &str, delays_ms: &[u64]) {
     }
 }
 
-#[test]
-fn a_service_failing_twice_then_succeeding_ends_done_after_three_attempts() {
-    let env =
-        TestEnv::new("a_service_failing_twice_then_succeeding_ends_done_after_three_attempts");
+fn a_service_failing_twice_then_succeeding_ends_done_after_three_attempts(env: TestEnv) {
     let queue = env.queue("in");
     track_delay_queues(&env, "in", &[1000, 2000, 4000, 8000]);
     env.run_worker("w", &format!(
@@ -50,9 +57,7 @@ fn a_service_failing_twice_then_succeeding_ends_done_after_three_attempts() {
     assert_eq!(env.parked_count(), 0);
 }
 
-#[test]
-fn a_service_that_always_fails_is_parked_after_max_attempts() {
-    let env = TestEnv::new("a_service_that_always_fails_is_parked_after_max_attempts");
+fn a_service_that_always_fails_is_parked_after_max_attempts(env: TestEnv) {
     let queue = env.queue("in");
     track_delay_queues(&env, "in", &[200, 400]);
     env.run_worker("w", &format!("queue: {queue}\njob_state: 1\nretry: {{max_attempts: 3, delay: 200ms}}\nservices: [{{builtin: fail, message: broken}}]\n"));
@@ -67,9 +72,7 @@ fn a_service_that_always_fails_is_parked_after_max_attempts() {
     assert_eq!(env.depth(&queue), 0);
 }
 
-#[test]
-fn a_pending_retry_survives_a_restart_of_dpsd() {
-    let env = TestEnv::new("a_pending_retry_survives_a_restart_of_dpsd");
+fn a_pending_retry_survives_a_restart_of_dpsd(env: TestEnv) {
     let queue = env.queue("in");
     track_delay_queues(&env, "in", &[3000]);
     env.run_worker(
@@ -101,9 +104,7 @@ fn mendable(env: &TestEnv, worker: &str) -> (String, std::path::PathBuf) {
     (queue, flag)
 }
 
-#[test]
-fn replay_from_the_cli_after_the_service_is_mended() {
-    let env = TestEnv::new("replay_from_the_cli_after_the_service_is_mended");
+fn replay_from_the_cli_after_the_service_is_mended(env: TestEnv) {
     let (queue, flag) = mendable(&env, "w");
     env.start_worker("w");
     env.wait_consuming("w", 1);
@@ -149,9 +150,7 @@ fn replay_from_the_cli_after_the_service_is_mended() {
     assert_eq!(state.status, Status::Done);
 }
 
-#[test]
-fn the_failed_routes_of_the_api() {
-    let env = TestEnv::new("the_failed_routes_of_the_api");
+fn the_failed_routes_of_the_api(env: TestEnv) {
     let (queue_a, flag) = mendable(&env, "a");
     let queue_b = env.queue("b");
     env.write_worker(

@@ -1,6 +1,8 @@
 //! The generic worker end to end (SPEC 4.2): the example chain, simulate, `_last`, parking
-//! of malformed bodies, redelivery dedupe and concurrency, against real servers.
+//! of malformed bodies, redelivery dedupe and concurrency, against real servers. Every test
+//! runs on both stores (`on_mongodb::`, `on_embedded::`), reading state through the trait.
 
+#[macro_use]
 mod common;
 
 use std::time::Duration;
@@ -8,6 +10,18 @@ use std::time::Duration;
 use common::{stage_results, wait_for, TestEnv};
 use dpsd::store::{ParkedBody, Status};
 use serde_json::json;
+
+on_both_backends!(
+    chain_two_stages_records_both_states,
+    each_service_sees_the_previous_result_as_last,
+    simulate_records_and_forwards_without_calling_services,
+    malformed_body_is_parked_and_the_next_message_processed,
+    redelivery_of_a_completed_execution_does_not_run_services_again,
+    a_slow_service_does_not_serialise_the_replica,
+    a_deleted_queue_is_declared_again_and_consumed,
+    huge_deeply_nested_and_odd_bodies_are_parked_with_a_reason,
+    a_refused_declare_is_logged_with_the_reason,
+);
 
 /// How a parked body was kept, as the API names it.
 fn encoding(body: &ParkedBody) -> &'static str {
@@ -35,9 +49,7 @@ fn example_chain(env: &TestEnv, extra_worker2: &str) -> (String, String) {
     (stage1, stage2)
 }
 
-#[test]
-fn chain_two_stages_records_both_states() {
-    let env = TestEnv::new("chain_two_stages_records_both_states");
+fn chain_two_stages_records_both_states(env: TestEnv) {
     let sink = env.queue("sink");
     let (stage1, _) = example_chain(&env, &format!("follow_queue: {sink}\n"));
     let ids: Vec<String> = (0..5)
@@ -78,9 +90,7 @@ fn chain_two_stages_records_both_states() {
     }
 }
 
-#[test]
-fn each_service_sees_the_previous_result_as_last() {
-    let env = TestEnv::new("each_service_sees_the_previous_result_as_last");
+fn each_service_sees_the_previous_result_as_last(env: TestEnv) {
     let queue = env.queue("in");
     env.run_worker("w", &format!("queue: {queue}\njob_state: 7\nservices:\n  - {{builtin: constant, value: first}}\n  - {{exec: [cat]}}\n"));
     let id = env.send(&queue, r#"{"mydata": {"k": "v"}}"#);
@@ -95,9 +105,7 @@ fn each_service_sees_the_previous_result_as_last() {
     assert_eq!(seen["mydata"]["k"], json!("v"));
 }
 
-#[test]
-fn simulate_records_and_forwards_without_calling_services() {
-    let env = TestEnv::new("simulate_records_and_forwards_without_calling_services");
+fn simulate_records_and_forwards_without_calling_services(env: TestEnv) {
     let (first, second) = (env.queue("first"), env.queue("second"));
     env.run_worker("w1", &format!("queue: {first}\nfollow_queue: {second}\njob_state: 1\nservices: [{{builtin: fail, message: must not run}}]\n"));
     let id = env.send(&first, r#"{"mydata": {}, "simulate": true}"#);
@@ -108,9 +116,7 @@ fn simulate_records_and_forwards_without_calling_services() {
     assert_eq!(env.parked_count(), 0);
 }
 
-#[test]
-fn malformed_body_is_parked_and_the_next_message_processed() {
-    let env = TestEnv::new("malformed_body_is_parked_and_the_next_message_processed");
+fn malformed_body_is_parked_and_the_next_message_processed(env: TestEnv) {
     let queue = env.queue("in");
     env.run_worker(
         "w",
@@ -141,9 +147,7 @@ fn malformed_body_is_parked_and_the_next_message_processed() {
     assert_eq!(env.depth(&queue), 0, "parked messages are acked");
 }
 
-#[test]
-fn redelivery_of_a_completed_execution_does_not_run_services_again() {
-    let env = TestEnv::new("redelivery_of_a_completed_execution_does_not_run_services_again");
+fn redelivery_of_a_completed_execution_does_not_run_services_again(env: TestEnv) {
     let (queue, next) = (env.queue("in"), env.queue("next"));
     let calls = env.path("calls");
     env.run_worker("w", &format!(
@@ -172,9 +176,7 @@ fn redelivery_of_a_completed_execution_does_not_run_services_again() {
     assert_eq!(calls.lines().count(), 1, "the service ran once");
 }
 
-#[test]
-fn a_slow_service_does_not_serialise_the_replica() {
-    let env = TestEnv::new("a_slow_service_does_not_serialise_the_replica");
+fn a_slow_service_does_not_serialise_the_replica(env: TestEnv) {
     let queue = env.queue("in");
     env.run_worker("w", &format!("queue: {queue}\njob_state: 1\nprefetch: 8\nservices: [{{builtin: sleep, duration: 1s}}]\n"));
     let ids: Vec<String> = (0..8).map(|_| env.send(&queue, "{}")).collect();
@@ -196,9 +198,7 @@ fn a_slow_service_does_not_serialise_the_replica() {
     assert!(most >= 4, "at most {most} messages were in service at once");
 }
 
-#[test]
-fn a_deleted_queue_is_declared_again_and_consumed() {
-    let env = TestEnv::new("a_deleted_queue_is_declared_again_and_consumed");
+fn a_deleted_queue_is_declared_again_and_consumed(env: TestEnv) {
     let queue = env.queue("in");
     env.run_worker(
         "w",
@@ -214,9 +214,7 @@ fn a_deleted_queue_is_declared_again_and_consumed() {
     );
 }
 
-#[test]
-fn huge_deeply_nested_and_odd_bodies_are_parked_with_a_reason() {
-    let env = TestEnv::new("huge_deeply_nested_and_odd_bodies_are_parked_with_a_reason");
+fn huge_deeply_nested_and_odd_bodies_are_parked_with_a_reason(env: TestEnv) {
     let queue = env.queue("in");
     env.run_worker(
         "w",
@@ -255,9 +253,7 @@ fn huge_deeply_nested_and_odd_bodies_are_parked_with_a_reason() {
 /// `x-max-length`): RabbitMQ refuses its declare (406) and closes the channel. The replica
 /// keeps retrying, and its log names the queue and RabbitMQ's reason, not just "channel
 /// closed".
-#[test]
-fn a_refused_declare_is_logged_with_the_reason() {
-    let env = TestEnv::embedded("a_refused_declare_is_logged_with_the_reason");
+fn a_refused_declare_is_logged_with_the_reason(env: TestEnv) {
     let queue = env.queue("capped");
     env.declare_capped(&queue, 5);
     env.write_worker(

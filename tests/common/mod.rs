@@ -21,6 +21,28 @@ pub use env::{free_port, TestEnv};
 pub use processes::{replicas_of, workers_using};
 pub use store::{mongo_uri, stage_results, PrivateMongo};
 
+/// Generates a test per backend from functions `fn case(env: TestEnv)`: the same checks in
+/// `on_mongodb::case` (a database of the test's own) and `on_embedded::case` (an SQLite
+/// file in the test's folder), as `tests/store_contract.rs` does for the store alone.
+/// Invoke it in a test file that has `#[macro_use] mod common;`.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($case:ident),* $(,)?) => {
+        mod on_mongodb {
+            $(#[test]
+            fn $case() {
+                super::$case($crate::common::TestEnv::new(stringify!($case)));
+            })*
+        }
+        mod on_embedded {
+            $(#[test]
+            fn $case() {
+                super::$case($crate::common::TestEnv::embedded(stringify!($case)));
+            })*
+        }
+    };
+}
+
 /// Polls `condition` every 100 ms until it holds; panics naming `what` after `timeout`.
 pub fn wait_for(what: &str, timeout: Duration, mut condition: impl FnMut() -> bool) {
     wait_for_some(what, timeout, || condition().then_some(()));
