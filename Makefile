@@ -12,7 +12,14 @@ PREFIX ?= /usr/local
 DESTDIR ?=
 SYSCONFDIR ?= /etc
 UNITDIR ?= /etc/systemd/system
-BINARY ?= target/release/dpsd
+# the binaries wherever cargo puts them (CARGO_TARGET_DIR or a cargo config's target-dir
+# honoured): scripts/binary-path.sh asks cargo; expanded only by the recipes that use them
+binary = $(or $(shell CARGO='$(CARGO)' scripts/binary-path.sh $(1)),$(error scripts/binary-path.sh $(1) failed))
+BINARY ?= $(call binary,release)
+# where make chaos writes its report (a project folder, not cargo's)
+CHAOS_REPORT ?= target/chaos-report.md
+# the scripts and tools ask the same cargo
+export CARGO
 
 .PHONY: help run test chaos bench services mongo install release clean
 
@@ -24,16 +31,17 @@ test: ## fmt check, clippy -D warnings, then all tests against real servers and 
 	$(CARGO) clippy --all-targets -- -D warnings
 	scripts/ensure-browser.sh
 	scripts/test-services.sh $(CARGO) test --all-targets --no-fail-fast -- $(TEST_ARGS)
-	DPSD=target/debug/dpsd tools/api-fuzz.sh
+	DPSD=$(call binary,debug) tools/api-fuzz.sh
 
-chaos: ## the long fault runs, fuzzing of the parsers and of the API (tens of minutes); report in target/chaos-report.md
+chaos: ## the long fault runs, fuzzing of the parsers and of the API (tens of minutes); report in target/chaos-report.md (CHAOS_REPORT)
 	$(CARGO) build --bins
-	@printf '| fault | messages | faults | missing or wrong | duplicate service calls | stages recorded twice | time |\n|---|---|---|---|---|---|---|\n' > target/chaos-report.md
-	DPSD_CHAOS_MESSAGES=$(CHAOS_MESSAGES) DPSD_CHAOS_REPORT=$(CURDIR)/target/chaos-report.md \
+	@mkdir -p $(dir $(CHAOS_REPORT))
+	@printf '| fault | messages | faults | missing or wrong | duplicate service calls | stages recorded twice | time |\n|---|---|---|---|---|---|---|\n' > $(CHAOS_REPORT)
+	DPSD_CHAOS_MESSAGES=$(CHAOS_MESSAGES) DPSD_CHAOS_REPORT=$(abspath $(CHAOS_REPORT)) \
 	  scripts/test-services.sh $(CARGO) test --test chaos -- --test-threads 1 --nocapture
 	tools/fuzz.sh $(FUZZ_SECONDS)
-	DPSD=target/debug/dpsd tools/api-fuzz.sh --examples $(API_EXAMPLES)
-	@cat target/chaos-report.md
+	DPSD=$(call binary,debug) tools/api-fuzz.sh --examples $(API_EXAMPLES)
+	@cat $(CHAOS_REPORT)
 
 run: release services ## the daemon with the shipped example chain on the embedded store (starts RabbitMQ if needed)
 	$(BINARY) --config etc/dpsd.yaml run
@@ -51,10 +59,8 @@ mongo: ## a local MongoDB-wire server on 127.0.0.1:27017 (mongod, else SecantusD
 release: ## build the optimised binary
 	$(CARGO) build --release
 
-target/release/dpsd:
-	$(CARGO) build --release
-
-install: $(BINARY) ## binary, systemd unit and an /etc/dpsd tree (PREFIX, DESTDIR honoured; config kept if present)
+install: ## binary, systemd unit and an /etc/dpsd tree (PREFIX, DESTDIR honoured; config kept if present)
+	@test -e "$(BINARY)" || $(CARGO) build --release
 	scripts/install.sh "$(BINARY)" "$(DESTDIR)" "$(PREFIX)" "$(SYSCONFDIR)" "$(UNITDIR)"
 
 clean: ## cargo clean, and remove .venv/ and target/test-*

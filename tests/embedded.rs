@@ -39,13 +39,13 @@ fn the_example_chain_on_the_embedded_store_with_eight_replicas() {
     assert_eq!(ids.len(), 200);
 
     wait_for("all 200 in state 2", Duration::from_secs(120), || {
-        env.stored_execution(&ids[ids.len() - 1])
+        env.execution(&ids[ids.len() - 1])
             .is_some_and(|e| e.state == Some(2))
             && ids
                 .iter()
-                .all(|id| env.stored_execution(id).is_some_and(|e| e.state == Some(2)))
+                .all(|id| env.execution(id).is_some_and(|e| e.state == Some(2)))
     });
-    let sample = env.stored_execution(&ids[17]).expect("execution");
+    let sample = env.execution(&ids[17]).expect("execution");
     assert_eq!(sample.status, Status::Done);
     let workers: Vec<&str> = sample.stages.iter().map(|s| s.worker.as_str()).collect();
     assert_eq!(workers, ["test_worker1", "test_worker2"]);

@@ -5,15 +5,6 @@ mod common;
 use std::time::Duration;
 
 use common::{rabbitmqctl, restartable_broker, wait_for, PrivateMongo, TestEnv};
-use mongodb::bson::{doc, Document};
-
-fn count_done(env: &TestEnv, state: i32) -> u64 {
-    let states = env.db().collection::<Document>("job_state");
-    states
-        .count_documents(doc! {"state": state, "status": "done"})
-        .run()
-        .expect("count")
-}
 
 #[test]
 fn a_replica_killed_mid_batch_loses_no_message() {
@@ -26,7 +17,7 @@ fn a_replica_killed_mid_batch_loses_no_message() {
         .map(|i| env.send(&queue, &format!(r#"{{"n": {i}}}"#)))
         .collect();
     wait_for("some messages done", Duration::from_secs(30), || {
-        count_done(&env, 1) >= 5
+        env.count_done(&ids, 1) >= 5
     });
 
     nix::sys::signal::kill(
@@ -34,7 +25,7 @@ fn a_replica_killed_mid_batch_loses_no_message() {
         nix::sys::signal::Signal::SIGKILL,
     )
     .expect("kill");
-    let done_at_kill = count_done(&env, 1);
+    let done_at_kill = env.count_done(&ids, 1);
     assert!(done_at_kill < 30, "the kill came too late to test anything");
 
     env.start_worker("w");
@@ -63,7 +54,7 @@ fn slow_chain_under_way(env: &TestEnv) -> (Vec<String>, String, String) {
         .map(|i| env.send(&first, &format!(r#"{{"n": {i}}}"#)))
         .collect();
     wait_for("a few messages through", Duration::from_secs(30), || {
-        count_done(env, 2) >= 2
+        env.count_done(&ids, 2) >= 2
     });
     (ids, first, second)
 }
@@ -75,7 +66,7 @@ fn the_broker_restarted_mid_run_loses_no_message() {
     let (ids, first, second) = slow_chain_under_way(&env);
 
     assert!(
-        count_done(&env, 2) < 20,
+        env.count_done(&ids, 2) < 20,
         "the outage came too late to test anything"
     );
     rabbitmqctl(&node, "stop_app");
@@ -95,7 +86,7 @@ fn the_database_restarted_mid_run_loses_no_message() {
     let (ids, first, second) = slow_chain_under_way(&env);
 
     assert!(
-        count_done(&env, 2) < 20,
+        env.count_done(&ids, 2) < 20,
         "the outage came too late to test anything"
     );
     mongo.stop();

@@ -1,6 +1,6 @@
 //! What `make install` puts in place, and the systemd unit it installs (SPEC 10).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn root() -> &'static Path {
@@ -140,4 +140,85 @@ fn make_install_stages_binary_unit_user_and_config() {
     let kept =
         std::fs::read_to_string(staged("/etc/dpsd/workers.d/test_worker1.yaml")).expect("read");
     assert_eq!(kept, "edited");
+}
+
+/// `scripts/binary-path.sh PROFILE` with `CARGO_TARGET_DIR` set to `target_dir`, or unset
+/// (with its twin CARGO_BUILD_TARGET_DIR) when None: the path it printed.
+fn binary_path(profile: &str, target_dir: Option<&Path>) -> PathBuf {
+    let mut command = Command::new(root().join("scripts/binary-path.sh"));
+    command
+        .arg(profile)
+        .env_remove("CARGO_TARGET_DIR")
+        .env_remove("CARGO_BUILD_TARGET_DIR");
+    if let Some(dir) = target_dir {
+        command.env("CARGO_TARGET_DIR", dir);
+    }
+    let out = command.output().expect("run scripts/binary-path.sh");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim_end())
+}
+
+#[test]
+fn the_binary_path_is_where_cargo_puts_it() {
+    let elsewhere = tempfile::tempdir().expect("tempdir");
+    assert_eq!(
+        binary_path("release", Some(elsewhere.path())),
+        elsewhere.path().join("release/dpsd")
+    );
+    assert_eq!(
+        binary_path("debug", Some(elsewhere.path())),
+        elsewhere.path().join("debug/dpsd")
+    );
+    assert_eq!(
+        binary_path("release", None),
+        root().join("target/release/dpsd")
+    );
+
+    // With the environment cargo gave this test: the very binary it built for it.
+    let profile = if cfg!(debug_assertions) {
+        "debug"
+    } else {
+        "release"
+    };
+    let out = Command::new(root().join("scripts/binary-path.sh"))
+        .arg(profile)
+        .output()
+        .expect("run scripts/binary-path.sh");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim_end(),
+        env!("CARGO_BIN_EXE_dpsd")
+    );
+}
+
+#[test]
+fn make_runs_the_binary_where_cargo_puts_it() {
+    let elsewhere = tempfile::tempdir().expect("tempdir");
+    let out = Command::new("make")
+        .current_dir(root())
+        .args(["--dry-run", "run", "test"])
+        .env("CARGO_TARGET_DIR", elsewhere.path())
+        .output()
+        .expect("run make --dry-run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let commands = String::from_utf8_lossy(&out.stdout);
+    let (release, debug) = (
+        elsewhere.path().join("release/dpsd"),
+        elsewhere.path().join("debug/dpsd"),
+    );
+    let run = format!("{} --config etc/dpsd.yaml run", release.display());
+    let fuzz = format!("DPSD={} tools/api-fuzz.sh", debug.display());
+    for expected in [run, fuzz] {
+        assert!(
+            commands.lines().any(|line| line == expected),
+            "{expected:?} is not in:\n{commands}"
+        );
+    }
 }

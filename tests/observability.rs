@@ -100,7 +100,17 @@ fn metrics_count_the_messages_of_a_chain_run() {
     wait_for("w2 scaled to one", Duration::from_secs(20), || {
         sample(&scrape(&env), r#"dpsd_replicas_running{worker="w2"}"#) == Some(1.0)
     });
-    std::thread::sleep(Duration::from_secs(2));
+    // Its counts are held until its reports end, then kept as retired: at no moment
+    // after it stopped may the total be lower.
+    wait_for(
+        "w2's extra replica stopped",
+        Duration::from_secs(20),
+        || {
+            env.daemon_log()
+                .lines()
+                .any(|l| l.contains("replica stopped") && l.contains("worker=w2"))
+        },
+    );
     assert_eq!(
         sample(
             &scrape(&env),

@@ -1,15 +1,24 @@
 //! Delayed retries, parking, and replay (SPEC 4.1, 4.2, 7), through the worker, the CLI and
-//! the API.
+//! the API. Every test runs on both stores (`on_mongodb::`, `on_embedded::`), reading state
+//! through the trait.
 
+#[macro_use]
 mod common;
 
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
 use common::{wait_for, TestEnv};
-use mongodb::bson::Document;
+use dpsd::store::Status;
 use reqwest::blocking::Client;
 use serde_json::{json, Value};
+
+on_both_backends!(
+    a_service_failing_twice_then_succeeding_ends_done_after_three_attempts,
+    a_service_that_always_fails_is_parked_after_max_attempts,
+    a_pending_retry_survives_a_restart_of_dpsd,
+    replay_from_the_cli_after_the_service_is_mended,
+    the_failed_routes_of_the_api,
+);
 
 /// The delay queues a worker on `queue` declares, so that the test deletes them at its end.
 fn track_delay_queues(env: &TestEnv, queue: &str, delays_ms: &[u64]) {
@@ -18,30 +27,7 @@ fn track_delay_queues(env: &TestEnv, queue: &str, delays_ms: &[u64]) {
     }
 }
 
-fn stages(env: &TestEnv, id: &str) -> Vec<Document> {
-    env.execution(id)
-        .and_then(|e| e.get_array("stages").ok().cloned())
-        .unwrap_or_default()
-        .into_iter()
-        .filter_map(|s| s.as_document().cloned())
-        .collect()
-}
-
-fn at(stage: &Document, key: &str) -> DateTime<Utc> {
-    stage.get_datetime(key).expect("stage time").to_chrono()
-}
-
-fn wait_status(env: &TestEnv, id: &str, status: &str) -> Document {
-    wait_for(&format!("{id} {status}"), Duration::from_secs(60), || {
-        env.execution(id)
-            .is_some_and(|e| e.get_str("status") == Ok(status))
-    });
-    env.execution(id).expect("job state")
-}
-
-#[test]
-fn a_service_failing_twice_then_succeeding_ends_done_after_three_attempts() {
-    let env = TestEnv::new("retry3");
+fn a_service_failing_twice_then_succeeding_ends_done_after_three_attempts(env: TestEnv) {
     let queue = env.queue("in");
     track_delay_queues(&env, "in", &[1000, 2000, 4000, 8000]);
     env.run_worker("w", &format!(
@@ -49,17 +35,14 @@ fn a_service_failing_twice_then_succeeding_ends_done_after_three_attempts() {
              services: [{{exec: [sh, -c, 'test $DPS_ATTEMPT -ge 3 && echo third time lucky || exit 1']}}]\n"
         ));
     let id = env.send(&queue, r#"{"mydata": {}}"#);
-    let state = wait_status(&env, &id, "done");
-    assert_eq!(state.get_i64("attempts").ok(), Some(3), "{state}");
-    let stages = stages(&env, &id);
-    let statuses: Vec<&str> = stages
-        .iter()
-        .filter_map(|s| s.get_str("status").ok())
-        .collect();
-    assert_eq!(statuses, ["retrying", "retrying", "done"]);
-    let waits: Vec<i64> = stages
+    let state = env.wait_status(&id, Status::Done);
+    assert_eq!(state.attempts, 3, "{state:?}");
+    let statuses: Vec<Status> = state.stages.iter().map(|s| s.status).collect();
+    assert_eq!(statuses, [Status::Retrying, Status::Retrying, Status::Done]);
+    let waits: Vec<i64> = state
+        .stages
         .windows(2)
-        .map(|pair| (at(&pair[1], "startedAt") - at(&pair[0], "finishedAt")).num_milliseconds())
+        .map(|pair| (pair[1].started_at - pair[0].finished_at).num_milliseconds())
         .collect();
     assert!(
         (1000..3000).contains(&waits[0]),
@@ -71,32 +54,25 @@ fn a_service_failing_twice_then_succeeding_ends_done_after_three_attempts() {
         "second retry after {} ms",
         waits[1]
     );
-    assert!(env.parked().is_empty());
+    assert_eq!(env.parked_count(), 0);
 }
 
-#[test]
-fn a_service_that_always_fails_is_parked_after_max_attempts() {
-    let env = TestEnv::new("retrypark");
+fn a_service_that_always_fails_is_parked_after_max_attempts(env: TestEnv) {
     let queue = env.queue("in");
     track_delay_queues(&env, "in", &[200, 400]);
     env.run_worker("w", &format!("queue: {queue}\njob_state: 1\nretry: {{max_attempts: 3, delay: 200ms}}\nservices: [{{builtin: fail, message: broken}}]\n"));
     let id = env.send(&queue, r#"{"mydata": {"k": 1}}"#);
-    let state = wait_status(&env, &id, "parked");
-    assert_eq!(state.get_i64("attempts").ok(), Some(3));
-    assert!(state
-        .get_str("error")
-        .unwrap_or_default()
-        .contains("broken"));
+    let state = env.wait_status(&id, Status::Parked);
+    assert_eq!(state.attempts, 3);
+    assert!(state.error.unwrap_or_default().contains("broken"));
     let parked = env.parked();
     assert_eq!(parked.len(), 1);
-    assert_eq!(parked[0].get_i64("attempts").ok(), Some(3));
-    assert_eq!(parked[0].get_str("executionId").ok(), Some(id.as_str()));
+    assert_eq!(parked[0].attempts, 3);
+    assert_eq!(parked[0].execution_id.as_deref(), Some(id.as_str()));
     assert_eq!(env.depth(&queue), 0);
 }
 
-#[test]
-fn a_pending_retry_survives_a_restart_of_dpsd() {
-    let env = TestEnv::new("retryrestart");
+fn a_pending_retry_survives_a_restart_of_dpsd(env: TestEnv) {
     let queue = env.queue("in");
     track_delay_queues(&env, "in", &[3000]);
     env.run_worker(
@@ -107,14 +83,18 @@ fn a_pending_retry_survives_a_restart_of_dpsd() {
         ),
     );
     let id = env.send(&queue, "{}");
-    wait_status(&env, &id, "retrying");
+    env.wait_status(&id, Status::Retrying);
     env.kill_workers();
-    // The message waits in RabbitMQ's delay queue meanwhile.
-    assert_eq!(env.depth(&format!("{queue}.retry.3000ms")), 1);
-    std::thread::sleep(Duration::from_secs(4));
+    // The message waits in RabbitMQ's delay queue meanwhile, and is back in the worker's
+    // queue when the delay is over, with no dpsd running.
+    let delay_queue = format!("{queue}.retry.3000ms");
+    assert_eq!(env.depth(&delay_queue), 1);
+    wait_for("the delay over", Duration::from_secs(10), || {
+        env.depth(&queue) == 1 && env.depth(&delay_queue) == 0
+    });
     env.start_worker("w");
-    let state = wait_status(&env, &id, "done");
-    assert_eq!(state.get_i64("attempts").ok(), Some(2));
+    let state = env.wait_status(&id, Status::Done);
+    assert_eq!(state.attempts, 2);
 }
 
 /// A worker whose service fails until the file FLAG exists; no retries.
@@ -128,9 +108,7 @@ fn mendable(env: &TestEnv, worker: &str) -> (String, std::path::PathBuf) {
     (queue, flag)
 }
 
-#[test]
-fn replay_from_the_cli_after_the_service_is_mended() {
-    let env = TestEnv::new("replaycli");
+fn replay_from_the_cli_after_the_service_is_mended(env: TestEnv) {
     let (queue, flag) = mendable(&env, "w");
     env.start_worker("w");
     env.wait_consuming("w", 1);
@@ -138,7 +116,7 @@ fn replay_from_the_cli_after_the_service_is_mended() {
         .map(|i| env.send(&queue, &format!(r#"{{"n": {i}}}"#)))
         .collect();
     wait_for("22 parked", Duration::from_secs(60), || {
-        env.parked().len() == 22
+        env.parked_count() == 22
     });
 
     let out = env.run(&["failed", "list", "--worker", "w", "--limit", "5"]);
@@ -171,14 +149,12 @@ fn replay_from_the_cli_after_the_service_is_mended() {
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("replayed 20, failed 0"));
     env.wait_done(&ids[2..], 1, Duration::from_secs(60));
-    assert!(env.parked().is_empty(), "replayed messages leave the store");
+    assert_eq!(env.parked_count(), 0, "replayed messages leave the store");
     let state = env.execution(&ids[5]).expect("state");
-    assert_eq!(state.get_str("status").ok(), Some("done"));
+    assert_eq!(state.status, Status::Done);
 }
 
-#[test]
-fn the_failed_routes_of_the_api() {
-    let env = TestEnv::new("replayapi");
+fn the_failed_routes_of_the_api(env: TestEnv) {
     let (queue_a, flag) = mendable(&env, "a");
     let queue_b = env.queue("b");
     env.write_worker(
@@ -193,7 +169,7 @@ fn the_failed_routes_of_the_api() {
     let a: Vec<String> = (0..3).map(|_| env.send(&queue_a, "{}")).collect();
     let b = env.send(&queue_b, "{}");
     wait_for("4 parked", Duration::from_secs(30), || {
-        env.parked().len() == 4
+        env.parked_count() == 4
     });
 
     let client = Client::new();

@@ -6,7 +6,8 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{free_port, wait_for, TestEnv};
+use chrono::{DateTime, Utc};
+use common::{free_port, wait_for, wait_for_some, TestEnv};
 use reqwest::blocking::Client;
 use serde_json::Value;
 
@@ -16,6 +17,13 @@ fn status(env: &TestEnv, job: &str) -> Value {
         .send()
         .and_then(|r| r.json())
         .unwrap_or(Value::Null)
+}
+
+/// The job's planned next run, once the daemon has defined it.
+fn next_run_at(env: &TestEnv, job: &str) -> Option<DateTime<Utc>> {
+    let planned = status(env, job)["nextRunAt"].as_str()?.to_string();
+    let planned = DateTime::parse_from_rfc3339(&planned).expect("nextRunAt in RFC 3339");
+    Some(planned.with_timezone(&Utc))
 }
 
 /// A job that appends the time of each run (ns since the epoch) to `file`.
@@ -132,10 +140,24 @@ fn scheduler_inactive_fires_nothing_but_start_works() {
     env.write_job("tick", &stamping_job("1 second", &file));
     env.start_daemon();
     env.wait_api();
-    std::thread::sleep(Duration::from_secs(3));
+    // Waited for: the planned run gone by two seconds. A host firing the job would have
+    // taken the occurrence (moving `nextRunAt` on) and run it by then.
+    let planned = wait_for_some("the job planned", Duration::from_secs(10), || {
+        next_run_at(&env, "tick")
+    });
+    wait_for(
+        "two seconds past the planned run",
+        Duration::from_secs(10),
+        || Utc::now() > planned + chrono::Duration::seconds(2),
+    );
     assert!(
         stamps(&file).is_empty(),
         "a job fired with scheduler.active false"
+    );
+    assert_eq!(
+        next_run_at(&env, "tick"),
+        Some(planned),
+        "the occurrence was taken"
     );
     let response = Client::new()
         .post(env.api("/api/job/start/tick"))

@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{wait_for, TestEnv};
+use common::{wait_for, wait_for_some, TestEnv};
 use serde_json::Value;
 
 /// Shell syntax in the body and in the executionId: an exec service gets the body on stdin
@@ -29,12 +29,9 @@ fn message_content_never_reaches_a_shell() {
     });
     env.publish_raw(&queue, body.to_string().as_bytes(), &[]);
 
-    let mut execution = None;
-    wait_for("the message processed", Duration::from_secs(30), || {
-        execution = env.stored_execution(&id).filter(|e| e.state == Some(1));
-        execution.is_some()
+    let execution = wait_for_some("the message processed", Duration::from_secs(30), || {
+        env.execution(&id).filter(|e| e.state == Some(1))
     });
-    let execution = execution.expect("processed");
     // The second service printed its environment variable back: the id, byte for byte.
     assert_eq!(execution.stages[0].result, Some(Value::String(id.clone())));
     assert!(!marker.exists(), "a shell ran something from the message");

@@ -7,8 +7,9 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::time::Duration;
 
-use common::{stage_results, wait_for, TestEnv};
-use mongodb::bson::{doc, Bson};
+use common::{stage_results, wait_for_some, TestEnv};
+use dpsd::store::Status;
+use serde_json::json;
 
 /// Starts a worker on a fresh queue with the given inline services (a YAML list).
 fn worker_with(env: &TestEnv, services: &str) -> String {
@@ -21,19 +22,14 @@ fn worker_with(env: &TestEnv, services: &str) -> String {
 }
 
 fn parked_error(env: &TestEnv, execution_id: &str) -> String {
-    wait_for("the message parked", Duration::from_secs(30), || {
+    let parked = wait_for_some("the message parked", Duration::from_secs(30), || {
         env.parked()
-            .iter()
-            .any(|p| p.get_str("executionId") == Ok(execution_id))
+            .into_iter()
+            .find(|p| p.execution_id.as_deref() == Some(execution_id))
     });
-    let parked = env
-        .parked()
-        .into_iter()
-        .find(|p| p.get_str("executionId") == Ok(execution_id))
-        .expect("parked");
     let state = env.execution(execution_id).expect("job state");
-    assert_eq!(state.get_str("status").ok(), Some("parked"));
-    parked.get_str("error").expect("error").to_string()
+    assert_eq!(state.status, Status::Parked);
+    parked.error
 }
 
 #[test]
@@ -56,7 +52,7 @@ fn exec_timeout_non_zero_exit_and_text_output() {
 
     env.wait_done(std::slice::from_ref(&text), 1, Duration::from_secs(30));
     let (_, _, result) = stage_results(&env.execution(&text).expect("state"))[0].clone();
-    assert_eq!(result, Some(Bson::String(format!("plain text for {text}"))));
+    assert_eq!(result, Some(json!(format!("plain text for {text}"))));
 
     let error = parked_error(&env, &bad);
     assert!(
@@ -137,12 +133,11 @@ fn http_2xx_is_the_result_and_500_parks() {
     let (_, _, result) = stage_results(&env.execution(&good).expect("state"))[0].clone();
     let seen = result
         .as_ref()
-        .and_then(Bson::as_document)
-        .and_then(|d| d.get_document("seen").ok())
-        .cloned();
-    let seen = seen.expect("the service's JSON reply is the result");
-    assert_eq!(seen.get_str("executionId").ok(), Some(good.as_str()));
-    assert_eq!(seen.get_document("mydata").ok(), Some(&doc! {"x": 1_i64}));
+        .and_then(|r| r.get("seen"))
+        .filter(|seen| seen.is_object())
+        .expect("the service's JSON reply is the result");
+    assert_eq!(seen["executionId"], json!(good));
+    assert_eq!(seen["mydata"], json!({"x": 1}));
 
     let bad = env.send(&fail_queue, r#"{"mydata": {}}"#);
     let error = parked_error(&env, &bad);

@@ -7,8 +7,10 @@
 # valid and invalid path parameters, queries and bodies, and every response is checked
 # against the document (status code, content type, JSON schema).
 #
-# What it does: starts `target/release/dpsd` (or $DPSD; built with `cargo build --release`
-# when missing and DPSD is unset) in a temp dir on the embedded store, with Basic auth,
+# What it does: starts the release build of dpsd where cargo puts it
+# (scripts/binary-path.sh: target/release/dpsd unless CARGO_TARGET_DIR or a cargo config
+# says otherwise), or $DPSD; built with `cargo build --release` when missing and DPSD is
+# unset. It runs in a temp dir on the embedded store, with Basic auth,
 # two workers and three jobs; seeds an execution and a parked message; runs schemathesis
 # with Basic auth; checks that the daemon is alive and healthy at the end and that it
 # logged no panic. Exit 0 when schemathesis found nothing, 1 otherwise; the temp dir (daemon
@@ -49,10 +51,11 @@ command -v curl >/dev/null || die "curl not found"
 if [[ -n ${DPSD:-} ]]; then
   dpsd=$DPSD
 else
-  dpsd=$root/target/release/dpsd
+  dpsd=$("$root/scripts/binary-path.sh" release)
   if [[ ! -x $dpsd ]]; then
     say "building $dpsd..."
-    (cd "$root" && cargo build --release) >&2
+    # shellcheck disable=SC2086 # CARGO may carry arguments (cargo +stable)
+    (cd "$root" && ${CARGO:-cargo} build --release) >&2
   fi
 fi
 [[ -x $dpsd ]] || die "no dpsd binary at $dpsd"

@@ -22,9 +22,18 @@ usage: bench.py [--n N] [--prefetch P] [--rate R] [--seconds S] [--compare BINAR
 import argparse, calendar, json, os, sqlite3, statistics, subprocess, tempfile, time, urllib.request, uuid
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DPSD = os.path.join(ROOT, "target", "release", "dpsd")
-RELAY = os.path.join(ROOT, "target", "release", "examples", "relay")
-STORE_BENCH = os.path.join(ROOT, "target", "release", "examples", "store_bench")
+
+
+def release_build(name):
+    """Where cargo put the release build of `name` (scripts/binary-path.sh asks cargo, so
+    CARGO_TARGET_DIR and a cargo config's target-dir are honoured)."""
+    script = os.path.join(ROOT, "scripts", "binary-path.sh")
+    return subprocess.run([script, "release", name], stdout=subprocess.PIPE, text=True, check=True).stdout.strip()
+
+
+DPSD = release_build("dpsd")
+RELAY = release_build("examples/relay")
+STORE_BENCH = release_build("examples/store_bench")
 AMQP = os.environ.get("DPSD_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2f")
 MONGO = os.environ.get("DPSD_TEST_MONGODB_URI")
 TICK = os.sysconf("SC_CLK_TCK")

@@ -1,0 +1,176 @@
+//! The real `dpsd` binary as the tests run it: one-shot commands (`send`, `check`, ...),
+//! workers and daemons started in the background with their logs in the test folder (and
+//! killed when the test ends), waits on what those logs say, and what /proc says about the
+//! processes a daemon supervises.
+
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use super::{wait_for, TestEnv};
+
+impl TestEnv {
+    /// `dpsd --config <this test's main file>`, with no env overlay.
+    pub fn dpsd(&self) -> Command {
+        dpsd_at(&self.config_path())
+    }
+
+    /// Runs `dpsd ARGS...` to its end.
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.dpsd().args(args).output().expect("run dpsd")
+    }
+
+    /// Sends a JSON message with `dpsd send`; returns the executionId it printed.
+    pub fn send(&self, queue: &str, json: &str) -> String {
+        let out = self.run(&["send", queue, json]);
+        assert!(
+            out.status.success(),
+            "dpsd send failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// Starts `dpsd worker NAME`, its log in the test folder; killed when the test ends.
+    pub fn start_worker(&self, name: &str) -> u32 {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.path(&format!("{name}.log")))
+            .expect("log file");
+        self.spawn(self.dpsd().args(["worker", name]), log)
+    }
+
+    /// Writes worker NAME, starts one replica of it and waits until it consumes.
+    pub fn run_worker(&self, name: &str, yaml: &str) {
+        self.write_worker(name, yaml);
+        self.start_worker(name);
+        self.wait_consuming(name, 1);
+    }
+
+    /// Starts `dpsd run` with this test's configuration, its log in `daemon.log`.
+    pub fn start_daemon(&self) -> u32 {
+        self.start_daemon_at(&self.config_path(), "daemon.log")
+    }
+
+    /// Starts `dpsd run` with the main file `config`, its log in `log`.
+    pub fn start_daemon_at(&self, config: &Path, log: &str) -> u32 {
+        let log = std::fs::File::create(self.path(log)).expect("log file");
+        self.spawn(dpsd_at(config).arg("run"), log)
+    }
+
+    /// Spawns `command` with stderr to `log`; it is killed when the test ends.
+    fn spawn(&self, command: &mut Command, log: std::fs::File) -> u32 {
+        let child = command
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn dpsd");
+        let pid = child.id();
+        self.children.lock().expect("lock").push(child);
+        pid
+    }
+
+    /// Takes the daemon's Child back (to wait for its exit status).
+    pub fn take_child(&self, pid: u32) -> Child {
+        let mut children = self.children.lock().expect("lock");
+        let index = children
+            .iter()
+            .position(|c| c.id() == pid)
+            .expect("a child of this test");
+        children.remove(index)
+    }
+
+    /// Kills every process this test started, and reaps them.
+    pub fn kill_workers(&self) {
+        for mut child in self.children.lock().expect("lock").drain(..) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn daemon_log(&self) -> String {
+        std::fs::read_to_string(self.path("daemon.log")).unwrap_or_default()
+    }
+
+    pub fn worker_log(&self, name: &str) -> String {
+        std::fs::read_to_string(self.path(&format!("{name}.log"))).unwrap_or_default()
+    }
+
+    /// Waits until the worker's log says it consumes (its queue is declared by then).
+    pub fn wait_consuming(&self, name: &str, times: usize) {
+        wait_for(
+            &format!("worker {name} consuming"),
+            Duration::from_secs(20),
+            || self.worker_log(name).matches("consuming").count() >= times,
+        );
+    }
+
+    /// Waits until the daemon's API answers `/health` (whatever the status).
+    pub fn wait_api(&self) {
+        let url = self.api("/health");
+        wait_for("the API listening", Duration::from_secs(30), || {
+            reqwest::blocking::get(&url).is_ok()
+        });
+    }
+}
+
+fn dpsd_at(config: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_dpsd"));
+    command.arg("--config").arg(config).env_remove("DPSD_ENV");
+    command
+}
+
+/// `dpsd worker NAME` processes whose parent is `parent`, as (pid, replica number).
+pub fn replicas_of(parent: u32, worker: &str) -> Vec<(u32, u32)> {
+    let mut found: Vec<(u32, u32)> = dpsd_workers()
+        .filter(|(pid, _)| parent_of(*pid) == Some(parent))
+        .filter_map(|(pid, args)| {
+            let at = args.iter().position(|a| a == "worker")?;
+            (args.get(at + 1).map(String::as_str) == Some(worker)).then_some(())?;
+            let replica = args
+                .iter()
+                .position(|a| a == "--replica")
+                .and_then(|i| args.get(i + 1)?.parse().ok());
+            Some((pid, replica.unwrap_or(0)))
+        })
+        .collect();
+    found.sort_by_key(|(_, replica)| *replica);
+    found
+}
+
+/// Every live `dpsd worker` process that names this test's configuration file.
+pub fn workers_using(config: &Path) -> Vec<u32> {
+    let config = config.to_string_lossy().to_string();
+    dpsd_workers()
+        .filter(|(pid, args)| args.contains(&config) && !is_zombie(*pid))
+        .map(|(pid, _)| pid)
+        .collect()
+}
+
+/// Every process with `worker` among its arguments, as (pid, arguments).
+fn dpsd_workers() -> impl Iterator<Item = (u32, Vec<String>)> {
+    std::fs::read_dir("/proc")
+        .expect("/proc")
+        .flatten()
+        .filter_map(|entry| {
+            let pid = entry.file_name().to_str()?.parse::<u32>().ok()?;
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+            let args: Vec<String> = cmdline
+                .split(|b| *b == 0)
+                .map(|a| String::from_utf8_lossy(a).to_string())
+                .collect();
+            args.iter().any(|a| a == "worker").then_some((pid, args))
+        })
+}
+
+fn is_zombie(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.contains(") Z "))
+}
+
+fn parent_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // "pid (comm) state ppid ...": comm may hold spaces, so split after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    rest.split_whitespace().nth(1)?.parse().ok()
+}
