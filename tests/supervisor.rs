@@ -5,7 +5,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{replicas_of, wait_for, workers_using, TestEnv};
+use common::{replicas_of, wait_for, wait_for_some, workers_using, TestEnv};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
@@ -106,6 +106,38 @@ fn a_broken_file_keeps_the_last_good_definition() {
     env.write_worker("w", &worker_yaml(&env, 1));
     signal(daemon, Signal::SIGHUP);
     wait_replicas(daemon, "w", 1);
+}
+
+#[test]
+fn a_replica_restarted_while_the_main_file_is_broken_runs_the_last_good_configuration() {
+    let env = TestEnv::new("mainbroken");
+    env.write_worker("w", &worker_yaml(&env, 1));
+    let daemon = env.start_daemon();
+    let before = wait_replicas(daemon, "w", 1);
+
+    std::fs::write(env.config_path(), "amqp: {url: [unterminated\n").expect("break the main file");
+    wait_for(
+        "the broken main file reported",
+        Duration::from_secs(10),
+        || {
+            env.daemon_log()
+                .contains("configuration invalid, keeping the running one")
+        },
+    );
+    let (victim, _) = before[0];
+    signal(victim, Signal::SIGKILL);
+    let (successor, _) = wait_for_some("a successor", Duration::from_secs(20), || {
+        let now = replicas_of(daemon, "w");
+        now.into_iter().find(|(pid, _)| *pid != victim)
+    });
+
+    // The successor consumes and records on the settings it was handed (`dpsd send` would
+    // read the broken file: the message goes in directly).
+    let id = format!("{}-after", env.id);
+    let body = format!(r#"{{"executionId": "{id}", "mydata": {{}}}}"#);
+    env.publish_raw(&env.queue("in"), body.as_bytes(), &[]);
+    env.wait_done(&[id], 1, Duration::from_secs(20));
+    assert_eq!(replicas_of(daemon, "w"), [(successor, 0)], "it stays up");
 }
 
 #[test]

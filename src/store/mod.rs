@@ -103,6 +103,16 @@ pub struct FailedPage {
     pub total: u64,
 }
 
+impl FailedPage {
+    /// A page counted and read in two steps: a message parked or replayed between them must
+    /// not leave a page that holds more than its total says (`counted` is the first step's
+    /// count, `skip` where the page starts).
+    pub fn new(items: Vec<ParkedMessage>, counted: u64, skip: u64) -> FailedPage {
+        let total = counted.max(skip.saturating_add(items.len() as u64));
+        FailedPage { items, total }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase", tag = "encoding", content = "data")]
 pub enum ParkedBody {
@@ -378,6 +388,25 @@ pub async fn open(settings: &StoreSettings) -> anyhow::Result<Arc<dyn Store>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_page_never_holds_more_than_its_total() {
+        let parked = |id: &str| ParkedMessage {
+            id: id.into(),
+            body: ParkedBody::Json(Value::Null),
+            worker: "w".into(),
+            queue: "q".into(),
+            execution_id: None,
+            attempts: 1,
+            error: "e".into(),
+            first_failed_at: DateTime::<Utc>::UNIX_EPOCH,
+            last_failed_at: DateTime::<Utc>::UNIX_EPOCH,
+        };
+        // Counted 0, then one was parked before the items were read.
+        assert_eq!(FailedPage::new(vec![parked("a")], 0, 0).total, 1);
+        assert_eq!(FailedPage::new(vec![parked("a")], 0, 10).total, 11);
+        assert_eq!(FailedPage::new(vec![parked("a")], 5, 0).total, 5);
+    }
 
     /// Each variant reads back from the text written for it, and that text is its JSON too.
     fn round_trips<T: StoredText + Serialize + PartialEq + std::fmt::Debug>(texts: &[&str]) {

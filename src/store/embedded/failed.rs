@@ -67,7 +67,7 @@ pub async fn list(
         .into_iter()
         .map(RawParked::into_message)
         .collect::<Result<_, _>>()?;
-    Ok(FailedPage { items, total })
+    Ok(FailedPage::new(items, total, skip))
 }
 
 pub async fn delete(

@@ -62,7 +62,7 @@ pub async fn list(
         .map_err(classify)?;
     let documents: Vec<Document> = cursor.try_collect().await.map_err(classify)?;
     let items = documents.iter().map(message).collect::<Result<_, _>>()?;
-    Ok(FailedPage { items, total })
+    Ok(FailedPage::new(items, total, skip))
 }
 
 pub async fn delete(
