@@ -108,7 +108,10 @@ impl FailedPage {
     /// not leave a page that holds more than its total says (`counted` is the first step's
     /// count, `skip` where the page starts).
     pub fn new(items: Vec<ParkedMessage>, counted: u64, skip: u64) -> FailedPage {
-        let total = counted.max(skip.saturating_add(items.len() as u64));
+        let total = match items.len() {
+            0 => counted, // a page past the end says nothing of how many there are
+            held => counted.max(skip.saturating_add(held as u64)),
+        };
         FailedPage { items, total }
     }
 }
@@ -406,6 +409,7 @@ mod tests {
         assert_eq!(FailedPage::new(vec![parked("a")], 0, 0).total, 1);
         assert_eq!(FailedPage::new(vec![parked("a")], 0, 10).total, 11);
         assert_eq!(FailedPage::new(vec![parked("a")], 5, 0).total, 5);
+        assert_eq!(FailedPage::new(Vec::new(), 0, u64::MAX).total, 0);
     }
 
     /// Each variant reads back from the text written for it, and that text is its JSON too.
