@@ -13,7 +13,8 @@ use std::time::Instant;
 use amqprs::channel::{
     BasicAckArguments, BasicConsumeArguments, BasicQosArguments, QueueDeleteArguments,
 };
-use dpsd::broker::{self, Publisher};
+use dpsd::broker::{self, Endpoint, Publisher};
+use dpsd::config::{AmqpSettings, Nodes, QueueType};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -29,10 +30,10 @@ async fn main() -> anyhow::Result<()> {
     };
     let run = uuid::Uuid::new_v4().simple().to_string();
     let (stage1, stage2) = (format!("relay_{run}.stage1"), format!("relay_{run}.stage2"));
-    let connection = broker::connect(&url, "dpsd bench relay").await?;
+    let connection = connect(&url, "dpsd bench relay").await?;
     let setup = connection.open_channel(None).await?;
-    broker::declare_queue(&setup, &stage1).await?;
-    broker::declare_queue(&setup, &stage2).await?;
+    broker::declare_queue(&setup, &stage1, CLASSIC).await?;
+    broker::declare_queue(&setup, &stage2, CLASSIC).await?;
 
     // Publish all N first, confirmed, as `dpsd send --count` does for the chain.
     let publisher = Publisher::open(&connection).await?;
@@ -109,12 +110,24 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The queues the relay uses: classic, as the example chain's.
+const CLASSIC: QueueType = QueueType::Classic;
+
+/// A connection to the one node `url`, as dpsd makes them.
+async fn connect(url: &str, name: &str) -> anyhow::Result<amqprs::connection::Connection> {
+    let settings = AmqpSettings {
+        url: Nodes(vec![url.to_string()]),
+        ..AmqpSettings::default()
+    };
+    Ok(Endpoint::new(&settings).connect(name).await?)
+}
+
 /// Publishes `rate` messages a second for `seconds` to `queue`, on a fixed clock (a late
 /// tick does not shift the ones after it).
 async fn pace(url: &str, queue: &str, rate: u64, seconds: u64) -> anyhow::Result<()> {
-    let connection = broker::connect(url, "dpsd bench pace").await?;
+    let connection = connect(url, "dpsd bench pace").await?;
     let channel = connection.open_channel(None).await?;
-    broker::declare_queue(&channel, queue).await?;
+    broker::declare_queue(&channel, queue, CLASSIC).await?;
     let publisher = Publisher::open(&connection).await?;
     let mut tick = tokio::time::interval(std::time::Duration::from_secs_f64(1.0 / rate as f64));
     let mut confirms = Vec::new();

@@ -98,9 +98,9 @@ async fn reload(state: web::Data<State>) -> HttpResponse {
 #[get("/health")]
 async fn health(state: web::Data<State>) -> HttpResponse {
     let ping = tokio::time::timeout(HEALTH_TIMEOUT, state.store.ping());
-    let reach = tokio::time::timeout(HEALTH_TIMEOUT, state.outbox.reachable());
+    let reach = tokio::time::timeout(HEALTH_TIMEOUT, state.outbox.check());
     let (rabbitmq, store) = tokio::join!(reach, ping);
-    let rabbitmq = rabbitmq.unwrap_or(false);
+    let rabbitmq = rabbitmq.unwrap_or(Err(BrokerError::Lost("no answer within 2s")));
     let store =
         store.unwrap_or_else(|_| Err(crate::store::StoreError::Unavailable("no answer".into())));
     let workers = state.workers.borrow().clone();
@@ -109,10 +109,11 @@ async fn health(state: web::Data<State>) -> HttpResponse {
         .filter(|(_, w)| w.replicas_running < w.replicas_wanted)
         .map(|(name, _)| name)
         .collect();
-    let healthy = rabbitmq && store.is_ok() && short.is_empty();
+    let healthy = rabbitmq.is_ok() && store.is_ok() && short.is_empty();
     let body = serde_json::json!({
         "status": if healthy { "ok" } else { "degraded" },
-        "rabbitmq": rabbitmq,
+        "rabbitmq": rabbitmq.is_ok(),
+        "rabbitmqError": rabbitmq.err().map(|e| e.to_string()),
         "store": store.is_ok(),
         "workersShortOfReplicas": short,
     });

@@ -1,36 +1,35 @@
-//! RabbitMQ through amqprs: connecting, declaring queues, message properties; publishing
-//! with confirms lives in `publisher`, the daemon's reconnecting publisher in `outbox`.
+//! RabbitMQ through amqprs: where the nodes are and how to reach them (`endpoint`, `tls`),
+//! what is declared (`topology`), publishing with confirms (`publisher`), the daemon's
+//! reconnecting publisher (`outbox`); here, errors, message properties and channel events.
 
+mod endpoint;
 mod outbox;
 mod publisher;
+mod tls;
 mod topology;
 
+pub use endpoint::{connection_arguments, Endpoint};
 pub use outbox::{Outbox, QueueStats};
 pub use publisher::Publisher;
-pub use topology::{declare_delay_queue, declare_queue};
+pub use topology::{declare_delay_queue, declare_queue, BROKER_DELIVERY_LIMIT};
 
 use std::collections::BTreeMap;
 
 use std::sync::Arc;
 
-use amqprs::callbacks::{ChannelCallback, DefaultConnectionCallback};
+use amqprs::callbacks::ChannelCallback;
 use amqprs::channel::Channel;
-use amqprs::connection::{Connection, OpenConnectionArguments};
+use amqprs::connection::Connection;
 use amqprs::{Ack, BasicProperties, Cancel, CloseChannel, FieldTable, FieldValue, Nack, Return};
 use async_trait::async_trait;
-use percent_encoding::percent_decode_str;
 use tokio::sync::Notify;
 
+use crate::config::QueueType;
 use crate::redact::redact_urls;
 use publisher::CONFIRM_TIMEOUT;
 
-/// Heartbeats let a dead TCP connection be noticed in seconds, not minutes.
-const HEARTBEAT_SECS: u16 = 10;
-
 #[derive(Debug, thiserror::Error)]
 pub enum BrokerError {
-    #[error("bad amqp.url {url}: {reason}")]
-    BadUrl { url: String, reason: String },
     #[error("cannot connect to RabbitMQ at {url}: {reason}")]
     Connect { url: String, reason: String },
     #[error("RabbitMQ: {0}")]
@@ -80,13 +79,33 @@ pub struct QueueRefusal {
 }
 
 impl QueueRefusal {
-    fn objection(&self) -> &'static str {
-        match self.code {
+    fn objection(&self) -> String {
+        if let Some((existing, declared)) = self.type_clash() {
+            return format!(
+                "exists as a {existing} queue, and this configuration declares it {declared} \
+                 (docs/topology.md says how to move a queue to another type)"
+            );
+        }
+        let what = match self.code {
             406 if self.text.contains("inequivalent arg") => "exists with other arguments",
             405 => "is locked (exclusive to another connection)",
             403 => "is not accessible",
             _ => "was refused by RabbitMQ",
-        }
+        };
+        what.to_string()
+    }
+
+    /// The queue's type as it exists and as it was declared, when the refusal is about its
+    /// type: RabbitMQ says `inequivalent arg 'x-queue-type' ... received the value 'quorum'
+    /// of type 'longstr' but current is none` (none: a classic queue, declared without it).
+    pub fn type_clash(&self) -> Option<(String, String)> {
+        let (_, clash) = self.text.split_once("inequivalent arg 'x-queue-type'")?;
+        let (received, current) = clash.split_once(" but current is ")?;
+        let type_of = |said: &str| match said.split_once("the value '") {
+            Some((_, value)) => value.split('\'').next().unwrap_or(value).to_string(),
+            None => "classic".to_string(),
+        };
+        Some((type_of(current), type_of(received)))
     }
 }
 
@@ -94,51 +113,6 @@ impl From<amqprs::error::Error> for BrokerError {
     fn from(e: amqprs::error::Error) -> Self {
         BrokerError::Amqp(redact_urls(&e.to_string()))
     }
-}
-
-/// Opens a connection named for what this process is (it shows in the management UI).
-pub async fn connect(url: &str, name: &str) -> Result<Connection, BrokerError> {
-    let shown = redact_urls(url);
-    let mut args = connection_arguments(url).map_err(|reason| BrokerError::BadUrl {
-        url: shown.clone(),
-        reason,
-    })?;
-    args.connection_name(name).heartbeat(HEARTBEAT_SECS);
-    let connection = Connection::open(&args)
-        .await
-        .map_err(|e| BrokerError::Connect {
-            url: shown,
-            reason: redact_urls(&e.to_string()),
-        })?;
-    connection
-        .register_callback(DefaultConnectionCallback)
-        .await?;
-    Ok(connection)
-}
-
-/// Reads an `amqp://user:password@host:port/vhost` URL the way RabbitMQ documents it: the
-/// vhost is percent-decoded (`%2f` is `/`), and an empty path means the default vhost `/`.
-fn connection_arguments(url: &str) -> Result<OpenConnectionArguments, String> {
-    crate::config::check_amqp_url(url)?;
-    let parsed = url::Url::parse(url).map_err(|e| e.to_string())?;
-    let host = parsed.host_str().ok_or("no host")?;
-    let decode = |s: &str| percent_decode_str(s).decode_utf8_lossy().to_string();
-    let user = match parsed.username() {
-        "" => "guest".to_string(),
-        user => decode(user),
-    };
-    let password = parsed
-        .password()
-        .map(decode)
-        .unwrap_or_else(|| "guest".into());
-    let vhost = match parsed.path().trim_start_matches('/') {
-        "" => "/".to_string(),
-        path => decode(path),
-    };
-    let mut args =
-        OpenConnectionArguments::new(host, parsed.port().unwrap_or(5672), &user, &password);
-    args.virtual_host(&vhost);
-    Ok(args)
 }
 
 /// Closes channels, then the connection, and waits for each: a channel left to its drop
@@ -226,10 +200,14 @@ impl Requests {
         &self.channel
     }
 
-    /// Declares a durable queue (as [`declare_queue`]); `Refused` when RabbitMQ will not,
+    /// Declares a durable queue of its type (as [`declare_queue`]); `Refused` when RabbitMQ will not,
     /// for example a queue that exists with other arguments (406).
-    pub(crate) async fn declare_queue(&self, queue: &str) -> Result<(), BrokerError> {
-        declare_queue(&self.channel, queue)
+    pub(crate) async fn declare_queue(
+        &self,
+        queue: &str,
+        queue_type: QueueType,
+    ) -> Result<(), BrokerError> {
+        declare_queue(&self.channel, queue, queue_type)
             .await
             .map_err(|e| self.refusal.reason().unwrap_or(e))
     }
@@ -363,6 +341,33 @@ mod tests {
             .refusal_of("q")
             .is_some_and(|r| r.to_string().starts_with("queue \"q\" is locked")));
         assert_eq!(BrokerError::Nacked.refusal_of("q"), None);
+    }
+
+    #[test]
+    fn a_type_clash_names_both_types() {
+        let refusal = |text: &str| BrokerError::Refused {
+            code: 406,
+            text: text.into(),
+        };
+        // As RabbitMQ 3.10 words them (checked against the test broker).
+        let to_quorum = refusal("PRECONDITION_FAILED - inequivalent arg 'x-queue-type' for queue 'q' in vhost '/': received the value 'quorum' of type 'longstr' but current is none");
+        let to_classic = refusal("PRECONDITION_FAILED - inequivalent arg 'x-queue-type' for queue 'q' in vhost '/': received none but current is the value 'quorum' of type 'longstr'");
+        let clash = |e: &BrokerError| e.refusal_of("q").and_then(|r| r.type_clash());
+        assert_eq!(clash(&to_quorum), Some(("classic".into(), "quorum".into())));
+        assert_eq!(
+            clash(&to_classic),
+            Some(("quorum".into(), "classic".into()))
+        );
+        let shown = to_quorum
+            .refusal_of("q")
+            .map(|r| r.to_string())
+            .unwrap_or_default();
+        assert!(
+            shown.starts_with(
+                "queue \"q\" exists as a classic queue, and this configuration declares it quorum"
+            ),
+            "{shown}"
+        );
     }
 
     #[test]

@@ -1,18 +1,23 @@
-//! The daemon's publisher (scheduler jobs, `POST /api/publish`).
+//! The daemon's publisher (scheduler jobs, `POST /api/publish`, replay).
 
 use std::collections::BTreeMap;
+use std::sync::RwLock;
 
 use amqprs::connection::Connection;
 use tokio::sync::Mutex;
 
-use super::{close, connect, properties, BrokerError, Publisher, Requests};
+use super::{close, properties, BrokerError, Endpoint, Publisher, Requests};
+use crate::config::{AmqpSettings, QueueType, QueueTypes};
 
 /// A publisher for long-lived processes that publish now and then (the daemon's scheduler
-/// and API): it connects on first use, declares each queue once, and after any failure
-/// reconnects on the next publish instead of staying broken.
+/// and API): it connects on first use, declares each queue before publishing to it (of the
+/// type its consumer gives it), and after any failure reconnects on the next publish
+/// instead of staying broken.
 pub struct Outbox {
-    url: String,
+    endpoint: Endpoint,
     name: String,
+    /// The type of each queue, from the newest configuration.
+    types: RwLock<QueueTypes>,
     line: Mutex<Option<Line>>,
 }
 
@@ -26,12 +31,23 @@ struct Line {
 }
 
 impl Outbox {
-    pub fn new(url: &str, name: &str) -> Outbox {
+    pub fn new(settings: &AmqpSettings, types: QueueTypes, name: &str) -> Outbox {
         Outbox {
-            url: url.to_string(),
+            endpoint: Endpoint::new(settings),
             name: name.to_string(),
+            types: RwLock::new(types),
             line: Mutex::new(None),
         }
+    }
+
+    /// The queue types of a new configuration (the daemon calls it on each reload).
+    pub fn set_queue_types(&self, types: QueueTypes) {
+        *self.types.write().unwrap_or_else(|p| p.into_inner()) = types;
+    }
+
+    fn type_of(&self, queue: &str) -> QueueType {
+        let types = self.types.read().unwrap_or_else(|p| p.into_inner());
+        types.of(queue)
     }
 
     /// Publishes persistently to `queue` (declared durable first) and waits for the confirm.
@@ -52,9 +68,10 @@ impl Outbox {
         result
     }
 
-    /// Whether the broker can be reached now (connecting if need be).
-    pub async fn reachable(&self) -> bool {
-        self.connected().await.is_ok()
+    /// Whether the broker can be reached now (connecting if need be); `Err` says why not,
+    /// naming the nodes without their passwords.
+    pub async fn check(&self) -> Result<(), BrokerError> {
+        self.connected().await.map(drop)
     }
 
     /// The publisher, after declaring `queue` (durable, idempotent). Declared on every
@@ -65,7 +82,11 @@ impl Outbox {
         let Some(open) = line.as_mut() else {
             return Err(BrokerError::Lost("no connection"));
         };
-        match open.declares.declare_queue(queue).await {
+        match open
+            .declares
+            .declare_queue(queue, self.type_of(queue))
+            .await
+        {
             Ok(()) => Ok(open.publisher.clone()),
             // Only the declare channel closed; `connected` opens it again.
             Err(e @ BrokerError::Refused { .. }) => Err(e),
@@ -89,7 +110,7 @@ impl Outbox {
                 }
             }
         }
-        let connection = connect(&self.url, &self.name).await?;
+        let connection = self.endpoint.connect(&self.name).await?;
         let publisher = Publisher::open(&connection).await?;
         let declares = Requests::open(&connection).await?;
         *line = Some(Line {

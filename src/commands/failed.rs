@@ -60,7 +60,11 @@ pub async fn failed_list(
 
 pub async fn failed_replay(global: &Global, target: Target) -> Result<(), Failure> {
     let (config, store) = open(global).await?;
-    let outbox = Arc::new(Outbox::new(&config.settings.amqp.url, "dpsd failed replay"));
+    let outbox = Arc::new(Outbox::new(
+        &config.settings.amqp,
+        config.queue_types(),
+        "dpsd failed replay",
+    ));
     let result = replay(store.as_ref(), &outbox, target).await;
     outbox.close().await;
     store.close().await;

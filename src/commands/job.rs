@@ -27,7 +27,11 @@ pub async fn job_run(global: &Global, name: &str) -> Result<(), Failure> {
     };
     let _log = logging::init(&config.settings.log, global.verbose)?;
     let store = store::open(&config.settings.store()).await?;
-    let outbox = Arc::new(Outbox::new(&config.settings.amqp.url, "dpsd job run"));
+    let outbox = Arc::new(Outbox::new(
+        &config.settings.amqp,
+        config.queue_types(),
+        "dpsd job run",
+    ));
     let scheduler = Scheduler::new(store.clone(), outbox.clone(), false);
     let mut one = std::collections::BTreeMap::new();
     one.insert(name.to_string(), def);

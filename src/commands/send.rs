@@ -8,7 +8,7 @@ use futures::{stream, StreamExt};
 use serde_json::{Map, Value};
 
 use super::{Failure, Global};
-use crate::broker::{self, Publisher};
+use crate::broker::{self, Endpoint, Publisher};
 use crate::config::queue_name_problem;
 use crate::message::{Message, EXECUTION_ID};
 
@@ -30,14 +30,17 @@ pub async fn send(
     let body = read_object(json)?;
     let messages = copies(body, count)?;
     let config = global.config()?;
-    let connection = broker::connect(&config.settings.amqp.url, "dpsd send")
+    let amqp = &config.settings.amqp;
+    let connection = Endpoint::new(amqp)
+        .connect("dpsd send")
         .await
         .context("send")?;
     let channel = connection
         .open_channel(None)
         .await
         .context("open a channel")?;
-    broker::declare_queue(&channel, queue)
+    let queue_type = config.queue_types().of(queue);
+    broker::declare_queue(&channel, queue, queue_type)
         .await
         .with_context(|| format!("declare queue {queue}"))?;
     let publisher = Publisher::open(&connection)

@@ -8,7 +8,8 @@ use std::sync::Arc;
 use tracing::Instrument;
 
 use super::{Failure, Global};
-use crate::config::ReplicaSpec;
+use crate::broker::Endpoint;
+use crate::config::{QueueType, ReplicaSpec};
 use crate::logging;
 use crate::services::Caller;
 use crate::shutdown::Shutdown;
@@ -47,19 +48,22 @@ async fn run(spec: ReplicaSpec, replica: u32, supervised: bool) -> Result<(), Fa
     let shutdown = Shutdown::on_signals(spec.shutdown_timeout)
         .map_err(|e| anyhow::anyhow!("cannot install signal handlers: {e}"))?;
     let store = store::open(&spec.runtime.store).await?;
+    let quorum = spec.worker.queue_type == QueueType::Quorum;
+    let park_after = quorum.then_some(spec.runtime.amqp.delivery_limit);
     let handler = Handler {
         def: spec.worker,
         store: store.clone(),
         caller: Caller::default(),
         hard_stop: shutdown.hard.clone(),
         counters: Arc::new(Counters::default()),
+        park_after,
     };
     if supervised {
         tokio::spawn(report(handler.counters.clone()));
     }
     let worker = Worker {
         handler: Arc::new(handler),
-        amqp_url: spec.runtime.amqp.url,
+        endpoint: Endpoint::new(&spec.runtime.amqp),
         replica,
     };
     worker.run(&shutdown).await;

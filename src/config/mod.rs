@@ -2,6 +2,7 @@
 //! files, parsed into typed structs and validated once, so the rest of the program never
 //! sees a half-valid configuration. Every problem carries its file and line.
 
+mod amqp;
 mod job;
 mod problem;
 mod replica;
@@ -20,6 +21,10 @@ use std::sync::Arc;
 use figment::providers::{Env, Format, Serialized, Yaml};
 use figment::Figment;
 
+pub use amqp::{
+    check_amqp_url, AmqpSettings, Nodes, Pem, QueueType, QueueTypes, TlsSettings,
+    DEFAULT_DELIVERY_LIMIT, MAX_DELIVERY_LIMIT,
+};
 pub use job::{load_job, JobAction, JobDef};
 pub use problem::{line_of, Problem, Problems};
 pub use replica::{ReplicaRuntime, ReplicaSpec};
@@ -30,7 +35,8 @@ pub use settings::*;
 pub use snapshot::{Loaded, Snapshot};
 pub use watch::FileWatch;
 pub use worker::{
-    load_worker, parse_worker, queue_name_problem, yaml_files, NamedService, WorkerDef,
+    load_worker, parse_worker, queue_name_problem, resolve_follow_types, yaml_files, NamedService,
+    WorkerDef,
 };
 
 /// Where the configuration comes from: the command line's `--config` and `--env`.
@@ -79,6 +85,8 @@ pub struct Config {
     pub path: PathBuf,
     /// Services of the main file, validated, by id.
     pub services: BTreeMap<String, Arc<ServiceDef>>,
+    /// What is allowed but probably not meant (`dpsd check` prints it, the daemon logs it).
+    pub warnings: Vec<Problem>,
 }
 
 impl Config {
@@ -112,10 +120,12 @@ impl Config {
         resolve_paths(&mut settings, path.parent().unwrap_or(Path::new(".")));
         validate_settings(&path, &text, &settings, &mut problems);
         let services = validate_services(&path, &text, &settings, &mut problems);
+        let warnings = warnings(&path, &text, &settings);
         problems.into_result(Config {
             settings,
             path,
             services,
+            warnings,
         })
     }
 
@@ -133,18 +143,30 @@ impl Config {
                     format!("no worker file {name}.yaml in this folder"),
                 )
             })?;
-        load_worker(&path, &self.services, self.settings.amqp.prefetch)
+        let mut worker = load_worker(&path, &self.services, &self.settings.amqp)?;
+        // Its follow queue's type is its consumer's: the other files decide it.
+        if let Some(follow) = &worker.follow_queue {
+            worker.follow_queue_type = self.queue_types().of(follow);
+        }
+        Ok(worker)
     }
 
     /// Every worker file, each validated on its own: one broken file does not hide the others.
     pub fn workers(&self) -> (BTreeMap<String, WorkerDef>, Problems) {
-        let (services, prefetch) = (&self.services, self.settings.amqp.prefetch);
-        load_dir(
+        let (services, amqp) = (&self.services, &self.settings.amqp);
+        let (mut workers, problems) = load_dir(
             &self.settings.workers_dir,
             "worker",
-            |file| load_worker(file, services, prefetch),
+            |file| load_worker(file, services, amqp),
             |w| &w.name,
-        )
+        );
+        resolve_follow_types(&mut workers, amqp.queue_type);
+        (workers, problems)
+    }
+
+    /// The type of every queue, as the worker files that validate decide it (SPEC 3.3).
+    pub fn queue_types(&self) -> QueueTypes {
+        QueueTypes::new(self.settings.amqp.queue_type, self.workers().0.values())
     }
 
     /// Every job file, each validated on its own.
@@ -268,6 +290,12 @@ fn resolve_paths(settings: &mut Settings, base: &Path) {
         }
     };
     resolve(&mut settings.state_dir);
+    let tls = &mut settings.amqp.tls;
+    for file in [&mut tls.ca_file, &mut tls.cert_file, &mut tls.key_file] {
+        if let Some(file) = file.as_mut() {
+            resolve(file);
+        }
+    }
     resolve(&mut settings.jobs_dir);
     resolve(&mut settings.workers_dir);
     if let Some(file) = settings.log.file.as_mut() {
@@ -280,11 +308,33 @@ fn resolve_paths(settings: &mut Settings, base: &Path) {
 fn validate_settings(path: &Path, text: &str, settings: &Settings, problems: &mut Problems) {
     let mut report =
         |key: &str, message: String| problems.push(Problem::near(path, text, key, message));
-    if let Err(reason) = check_amqp_url(&settings.amqp.url) {
-        report("url:", format!("amqp.url: {reason}"));
+    let amqp = &settings.amqp;
+    if amqp.url.0.is_empty() {
+        report("url:", "amqp.url lists no node".into());
     }
-    if settings.amqp.prefetch == 0 {
+    let several = amqp.url.0.len() > 1;
+    for (i, url) in amqp.url.iter().enumerate() {
+        if let Err(reason) = check_amqp_url(url) {
+            // By position, not by text: a URL may hold a password.
+            let which = if several {
+                format!(" (node {})", i + 1)
+            } else {
+                String::new()
+            };
+            report("url:", format!("amqp.url{which}: {reason}"));
+        }
+    }
+    if amqp.prefetch == 0 {
         report("prefetch:", "amqp.prefetch must be at least 1".into());
+    }
+    if amqp.delivery_limit == 0 {
+        report(
+            "delivery_limit:",
+            "amqp.delivery_limit must be at least 1".into(),
+        );
+    }
+    for (key, message) in amqp.tls.problems() {
+        report(&format!("{key}:"), message);
     }
     let uri = settings.mongodb.as_ref().and_then(|m| m.uri.as_deref());
     if uri.is_some_and(|uri| !(uri.starts_with("mongodb://") || uri.starts_with("mongodb+srv://")))
@@ -308,25 +358,22 @@ fn validate_settings(path: &Path, text: &str, settings: &Settings, problems: &mu
     }
 }
 
+/// Settings that are valid but do nothing as written.
+fn warnings(path: &Path, text: &str, settings: &Settings) -> Vec<Problem> {
+    let mut warnings = Vec::new();
+    if settings.amqp.tls.is_set() && !settings.amqp.url.any_tls() {
+        let message = "amqp.tls is set, but no amqp.url is amqps://: it is not used";
+        warnings.push(Problem::near(path, text, "tls:", message));
+    }
+    warnings
+}
+
 /// `127.0.0.1:3000`, `[::1]:3000`, `localhost:3000`: a host and a port.
 fn valid_listen(listen: &str) -> bool {
     listen.parse::<std::net::SocketAddr>().is_ok()
         || listen
             .rsplit_once(':')
             .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok())
-}
-
-/// An `amqp://user:password@host:port/vhost` URL as the broker module reads it.
-pub fn check_amqp_url(url: &str) -> Result<(), String> {
-    let parsed = url::Url::parse(url).map_err(|e| e.to_string())?;
-    if parsed.scheme() != "amqp" {
-        return Err(format!("scheme must be amqp, not {}", parsed.scheme()));
-    }
-    parsed
-        .host_str()
-        .filter(|h| !h.is_empty())
-        .ok_or("no host")?;
-    Ok(())
 }
 
 fn validate_services(

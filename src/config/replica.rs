@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::settings::{AmqpSettings, LogSettings, StoreSettings};
+use super::amqp::AmqpSettings;
+use super::settings::{LogSettings, StoreSettings};
 use super::worker::WorkerDef;
 use super::Config;
 
@@ -76,7 +77,7 @@ mod tests {
 
     use super::*;
     use crate::config::{
-        Builtin, ExecSpec, HttpSpec, NamedService, RetryPolicy, ServiceDef, Settings,
+        Builtin, ExecSpec, HttpSpec, NamedService, QueueType, RetryPolicy, ServiceDef, Settings,
     };
 
     fn spec() -> ReplicaSpec {
@@ -126,6 +127,8 @@ mod tests {
                 backoff: 1.5,
                 max_delay: Duration::from_secs(9),
             }),
+            queue_type: QueueType::Quorum,
+            follow_queue_type: QueueType::Classic,
         };
         let settings = Settings::default();
         ReplicaSpec {

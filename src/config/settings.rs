@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::amqp::AmqpSettings;
 use super::service::ServiceSpec;
 
 /// Everything in the main file. Every section has defaults, so a file only states what it
@@ -105,23 +106,6 @@ pub const SECTIONS: &[&str] = &[
     "workers_dir",
     "services",
 ];
-
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct AmqpSettings {
-    pub url: String,
-    /// Messages in hand per replica; workers may override it.
-    pub prefetch: u16,
-}
-
-impl Default for AmqpSettings {
-    fn default() -> Self {
-        AmqpSettings {
-            url: "amqp://guest:guest@127.0.0.1:5672/%2f".into(),
-            prefetch: 10,
-        }
-    }
-}
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]

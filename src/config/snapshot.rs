@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use super::amqp::QueueTypes;
 use super::job::JobDef;
 use super::problem::{Problem, Problems};
 use super::worker::WorkerDef;
@@ -65,6 +66,12 @@ impl Snapshot {
             workers,
             jobs,
         }
+    }
+
+    /// The type of every queue, as this snapshot's valid worker files decide it (SPEC 3.3).
+    pub fn queue_types(&self) -> QueueTypes {
+        let default = self.config.settings.amqp.queue_type;
+        QueueTypes::new(default, self.workers.valid.values())
     }
 
     /// The files whose edits make a new snapshot: the main file, its overlay, and the YAML

@@ -10,6 +10,7 @@ use std::time::Duration;
 use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 
+use super::amqp::{AmqpSettings, QueueType, QueueTypes};
 use super::problem::{Problem, Problems};
 use super::retry::{delay_queue, RetryPolicy};
 use super::service::{ServiceDef, ServiceSpec};
@@ -32,6 +33,8 @@ struct WorkerFile {
     prefetch: Option<u16>,
     #[serde(default)]
     retry: Option<RetryFile>,
+    #[serde(default)]
+    queue_type: Option<QueueType>,
 }
 
 fn one() -> u32 {
@@ -136,6 +139,10 @@ pub struct WorkerDef {
     pub prefetch: u16,
     /// None: a failed message is parked at once.
     pub retry: Option<RetryPolicy>,
+    /// The type of `queue` and of its delay queues: the file's, else `amqp.queue_type`.
+    pub queue_type: QueueType,
+    /// The type of `follow_queue`: its consumer's (SPEC 3.3), set by [`resolve_follow_types`].
+    pub follow_queue_type: QueueType,
 }
 
 #[cfg(test)]
@@ -153,6 +160,8 @@ impl WorkerDef {
             replicas: 1,
             prefetch: 10,
             retry: None,
+            queue_type: QueueType::Classic,
+            follow_queue_type: QueueType::Classic,
         }
     }
 }
@@ -165,24 +174,25 @@ pub struct NamedService {
     pub def: Arc<ServiceDef>,
 }
 
-/// Parses and validates one worker file. `catalog` holds the main file's services;
-/// `default_prefetch` is `amqp.prefetch`.
+/// Parses and validates one worker file. `catalog` holds the main file's services; `amqp`
+/// gives the defaults of `prefetch` and `queue_type`.
 pub fn load_worker(
     path: &Path,
     catalog: &BTreeMap<String, Arc<ServiceDef>>,
-    default_prefetch: u16,
+    amqp: &AmqpSettings,
 ) -> Result<WorkerDef, Problems> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| Problem::new(path, None, format!("cannot read: {e}")))?;
-    parse_worker(path, &text, catalog, default_prefetch)
+    parse_worker(path, &text, catalog, amqp)
 }
 
-/// Validates worker-file `text` as if read from `path` (whose stem names the worker).
+/// Validates worker-file `text` as if read from `path` (whose stem names the worker). Its
+/// follow queue's type is the default until [`resolve_follow_types`] sees every worker.
 pub fn parse_worker(
     path: &Path,
     text: &str,
     catalog: &BTreeMap<String, Arc<ServiceDef>>,
-    default_prefetch: u16,
+    amqp: &AmqpSettings,
 ) -> Result<WorkerDef, Problems> {
     let name = file_stem_name(path, "worker")?;
     let file: WorkerFile = serde_yaml::from_str(text).map_err(|e| Problem::from_yaml(path, &e))?;
@@ -245,8 +255,10 @@ pub fn parse_worker(
         job_state: file.job_state,
         services,
         replicas: file.replicas,
-        prefetch: file.prefetch.unwrap_or(default_prefetch),
+        prefetch: file.prefetch.unwrap_or(amqp.prefetch),
         retry,
+        queue_type: file.queue_type.unwrap_or(amqp.queue_type),
+        follow_queue_type: amqp.queue_type,
     })
 }
 
@@ -337,6 +349,16 @@ fn delay_queue_problem(queue: &str, retry: &RetryPolicy) -> Option<String> {
     })
 }
 
+/// Gives every worker's follow queue the type of the worker that consumes it (SPEC 3.3).
+pub fn resolve_follow_types(workers: &mut BTreeMap<String, WorkerDef>, default: QueueType) {
+    let types = QueueTypes::new(default, workers.values());
+    for worker in workers.values_mut() {
+        if let Some(follow) = &worker.follow_queue {
+            worker.follow_queue_type = types.of(follow);
+        }
+    }
+}
+
 /// Every `*.yaml` / `*.yml` file of a folder, sorted, so output is stable.
 pub fn yaml_files(dir: &Path) -> Result<Vec<PathBuf>, Problem> {
     let entries = std::fs::read_dir(dir)
@@ -367,7 +389,14 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("w1.yaml");
         std::fs::write(&path, yaml).expect("write");
-        load_worker(&path, &catalog(), 7)
+        load_worker(
+            &path,
+            &catalog(),
+            &AmqpSettings {
+                prefetch: 7,
+                ..AmqpSettings::default()
+            },
+        )
     }
 
     #[test]

@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use sd_notify::NotifyState;
 use tokio::sync::{oneshot, watch};
+use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::api::{self, State};
@@ -32,7 +33,8 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let settings = first.config.settings.clone();
     let store = store::open(&settings.store()).await?;
-    let outbox = Arc::new(Outbox::new(&settings.amqp.url, "dpsd daemon"));
+    let outbox = Outbox::new(&settings.amqp, first.queue_types(), "dpsd daemon");
+    let outbox = Arc::new(outbox);
     let scheduler = Scheduler::new(store.clone(), outbox.clone(), settings.scheduler.active);
     if !settings.scheduler.active {
         info!("scheduler.active is false: no job fires on this host (API start still works)");
@@ -55,8 +57,9 @@ pub async fn run(
         queues,
     };
     let api = api::serve(&settings.api, state)?;
-    let kept = jobs::keep(scheduler, snapshots.clone(), jobs_applied, stop);
+    let kept = jobs::keep(scheduler, snapshots.clone(), jobs_applied, stop.clone());
     tokio::spawn(kept);
+    tokio::spawn(keep_queue_types(outbox.clone(), snapshots.clone(), stop));
     let (started, replicas_started) = oneshot::channel();
     let links = Links {
         shutdown: shutdown.clone(),
@@ -79,6 +82,23 @@ pub async fn run(
     outbox.close().await;
     store.close().await;
     Ok(())
+}
+
+/// Keeps the daemon's publisher declaring each queue with the type the newest configuration
+/// gives it (SPEC 3.3).
+async fn keep_queue_types(
+    outbox: Arc<Outbox>,
+    mut snapshots: watch::Receiver<Arc<Snapshot>>,
+    stop: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            changed = snapshots.changed() => if changed.is_err() { return },
+        }
+        let types = snapshots.borrow_and_update().queue_types();
+        outbox.set_queue_types(types);
+    }
 }
 
 /// Tells systemd (when it started us with `Type=notify`) what state we are in.

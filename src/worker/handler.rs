@@ -80,6 +80,47 @@ pub struct Delivery {
     pub reforwarded: bool,
     /// 1 for a first delivery, N for the Nth attempt after retries.
     pub attempt: u32,
+    /// How many times the broker handed this message out before without a settlement (a
+    /// quorum queue's `x-delivery-count`; 0 for classic queues, which do not count).
+    pub returned: u32,
+}
+
+/// When and how often this worker tried a message: what its stage records.
+struct Attempt {
+    number: u32,
+    started_at: chrono::DateTime<Utc>,
+    clock: Instant,
+}
+
+impl Attempt {
+    fn begin(number: u32) -> Attempt {
+        Attempt {
+            number,
+            started_at: Utc::now(),
+            clock: Instant::now(),
+        }
+    }
+
+    /// The stage this attempt ends with, now.
+    fn stage(
+        &self,
+        def: &WorkerDef,
+        status: Status,
+        error: Option<String>,
+        result: Option<Value>,
+    ) -> Stage {
+        Stage {
+            worker: def.name.clone(),
+            state: def.job_state,
+            status,
+            attempts: self.number,
+            started_at: self.started_at,
+            finished_at: Utc::now(),
+            duration_ms: self.clock.elapsed().as_millis() as i64,
+            error,
+            result,
+        }
+    }
 }
 
 /// A service that failed, and which one.
@@ -96,6 +137,9 @@ pub struct Handler {
     /// Fired when waiting for the store must give up (hard stop).
     pub hard_stop: tokio_util::sync::CancellationToken,
     pub counters: Arc<Counters>,
+    /// For a quorum queue, `amqp.delivery_limit`: a message handed out that often without a
+    /// settlement is parked. None for a classic queue (it does not count deliveries).
+    pub park_after: Option<u32>,
 }
 
 impl Handler {
@@ -120,6 +164,11 @@ impl Handler {
         delivery: &Delivery,
         forward: &dyn Forward,
     ) -> Verdict {
+        let attempt = Attempt::begin(delivery.attempt);
+        if let Some(error) = self.handed_out_too_often(delivery) {
+            let stage = attempt.stage(&self.def, Status::Parked, Some(error.clone()), None);
+            return self.park_failed(&message, delivery, stage, error).await;
+        }
         if delivery.redelivered || delivery.reforwarded {
             match self.prior(message.execution_id()).await {
                 Ok(Prior::Done { result }) => {
@@ -129,49 +178,45 @@ impl Handler {
                 Err(verdict) => return verdict,
             }
         }
-        let started_at = Utc::now();
-        let clock = Instant::now();
         let outcome = if message.simulate() {
             Ok(message.last().cloned())
         } else {
             self.run_services(&mut message, delivery.attempt).await
         };
-        let stage = |status, error, result| Stage {
-            worker: self.def.name.clone(),
-            state: self.def.job_state,
-            status,
-            attempts: delivery.attempt,
-            started_at,
-            finished_at: Utc::now(),
-            duration_ms: clock.elapsed().as_millis() as i64,
-            error,
-            result,
-        };
-        match outcome {
+        let failure = match outcome {
             Ok(result) => {
-                let stage = stage(Status::Done, None, result);
-                self.complete(message, stage, forward, clock).await
+                let stage = attempt.stage(&self.def, Status::Done, None, result);
+                return self.complete(message, stage, forward, attempt.clock).await;
             }
-            Err(failure) => {
-                let error = format!("service {}: {}", failure.service, failure.error);
-                let retry = self
-                    .def
-                    .retry
-                    .as_ref()
-                    .and_then(|p| p.delay_before(delivery.attempt + 1));
-                match retry {
-                    Some(delay) => {
-                        let stage = stage(Status::Retrying, Some(error.clone()), None);
-                        self.retry_later(&message, delivery, stage, delay, forward)
-                            .await
-                    }
-                    None => {
-                        let stage = stage(Status::Parked, Some(error.clone()), None);
-                        self.park_failed(&message, delivery, stage, error).await
-                    }
-                }
+            Err(failure) => format!("service {}: {}", failure.service, failure.error),
+        };
+        let retry = self.def.retry.as_ref();
+        match retry.and_then(|p| p.delay_before(delivery.attempt + 1)) {
+            Some(delay) => {
+                let stage = attempt.stage(&self.def, Status::Retrying, Some(failure), None);
+                self.retry_later(&message, delivery, stage, delay, forward)
+                    .await
+            }
+            None => {
+                let stage = attempt.stage(&self.def, Status::Parked, Some(failure.clone()), None);
+                self.park_failed(&message, delivery, stage, failure).await
             }
         }
+    }
+
+    /// A quorum queue's message that RabbitMQ handed out `park_after` times before, each
+    /// time without a settlement (the replica or its connection died holding it): likely a
+    /// message that kills its replica. It is parked rather than taken once more; the broker's
+    /// own limit, a little higher, would drop it.
+    fn handed_out_too_often(&self, delivery: &Delivery) -> Option<String> {
+        let limit = self.park_after?;
+        (delivery.returned >= limit).then(|| {
+            format!(
+                "delivered {} times without being settled (amqp.delivery_limit is {limit}): \
+                 each time the replica holding it, or its connection, went away",
+                delivery.returned + 1
+            )
+        })
     }
 
     /// Calls each service in turn; from the second on, `_last` is the previous result.
@@ -507,6 +552,7 @@ mod tests {
             caller: Caller::default(),
             hard_stop: tokio_util::sync::CancellationToken::new(),
             counters: Arc::new(Counters::default()),
+            park_after: Some(5),
         };
         World { handler, _dir: dir }
     }
@@ -526,6 +572,7 @@ mod tests {
             redelivered: false,
             reforwarded: false,
             attempt: 1,
+            returned: 0,
         }
     }
 
@@ -667,6 +714,29 @@ mod tests {
         assert_eq!(verdict, Verdict::Ack);
         assert_eq!(world.stages("e7").await, [(Status::Parked, 1)]);
         assert_eq!(world.parked().await.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_message_handed_out_too_often_without_a_settlement_is_parked_not_run() {
+        let world = world(vec![Builtin::Echo], None);
+        let broker = FakeBroker::default();
+        let mut worn = delivery(json!({"executionId": "e13"}));
+        worn.redelivered = true;
+        worn.returned = 4;
+        assert_eq!(world.handler.handle(&worn, &broker).await, Verdict::Ack);
+        assert_eq!(broker.sent().len(), 1, "under the limit it runs");
+        worn.returned = 5;
+        let mut second = delivery(json!({"executionId": "e14"}));
+        second.returned = 5;
+        assert_eq!(world.handler.handle(&second, &broker).await, Verdict::Ack);
+        assert_eq!(broker.sent().len(), 1, "at the limit nothing goes on");
+        assert_eq!(world.stages("e14").await, [(Status::Parked, 1)]);
+        let parked = world.parked().await;
+        assert!(
+            parked[0].error.starts_with("delivered 6 times"),
+            "{:?}",
+            parked[0]
+        );
     }
 
     #[tokio::test]

@@ -20,9 +20,12 @@ pub use counters::{report, report_once, Counters, Histogram, Totals, BUCKETS};
 pub use handler::{Delivery, Forward, Handler, Headers, Verdict, ATTEMPT_HEADER, REFORWARD_HEADER};
 
 use crate::backoff::Backoff;
-use crate::broker::{self, BrokerError, Publisher, QueueRefusal};
+use crate::broker::{self, BrokerError, Endpoint, Publisher, QueueRefusal};
 use crate::config::{delay_queue, RetryPolicy};
 use crate::shutdown::Shutdown;
+
+/// Set by quorum queues on a message handed out again: how many times it was before.
+const DELIVERY_COUNT_HEADER: &str = "x-delivery-count";
 
 /// Reconnects wait from a fifth of a second up to half a minute.
 const RECONNECT: Backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(30));
@@ -32,7 +35,8 @@ const HEALTHY_SESSION: Duration = Duration::from_secs(30);
 /// One replica of a worker.
 pub struct Worker {
     pub handler: Arc<Handler>,
-    pub amqp_url: String,
+    /// The nodes of the cluster, tried in turn.
+    pub endpoint: Endpoint,
     pub replica: u32,
 }
 
@@ -65,29 +69,12 @@ impl Worker {
     async fn session(&self, shutdown: &Shutdown) -> Result<(), SessionError> {
         let def = &self.handler.def;
         let name = format!("dpsd worker {} #{}", def.name, self.replica);
-        let connection = broker::connect(&self.amqp_url, &name).await?;
+        let connection = self.endpoint.connect(&name).await?;
         let channel = connection.open_channel(None).await?;
         // Watched before the declares: RabbitMQ closes the channel of a declare it refuses
         // (a queue that exists with other arguments), and only the callback hears why.
         let watch = broker::watch_channel(&channel).await?;
-        let refused = |queue: &str| {
-            let watch = &watch;
-            let queue = queue.to_string();
-            move |e: BrokerError| SessionError::refused(&queue, watch.explain(e))
-        };
-        broker::declare_queue(&channel, &def.queue)
-            .await
-            .map_err(refused(&def.queue))?;
-        if let Some(follow) = &def.follow_queue {
-            broker::declare_queue(&channel, follow)
-                .await
-                .map_err(refused(follow))?;
-        }
-        for delay in def.retry.iter().flat_map(RetryPolicy::delays) {
-            broker::declare_delay_queue(&channel, &def.queue, delay)
-                .await
-                .map_err(refused(&delay_queue(&def.queue, delay)))?;
-        }
+        self.declare_all(&channel, &watch).await?;
         channel
             .basic_qos(BasicQosArguments::new(0, def.prefetch, false))
             .await
@@ -99,7 +86,7 @@ impl Worker {
         let (consumer_tag, mut deliveries) = channel
             .basic_consume_rx(args)
             .await
-            .map_err(|e| refused(&def.queue)(e.into()))?;
+            .map_err(|e| SessionError::refused(&def.queue, watch.explain(e.into())))?;
         info!(queue = %def.queue, prefetch = def.prefetch, "consuming");
 
         let mut in_flight = JoinSet::new();
@@ -129,6 +116,30 @@ impl Worker {
         Ok(())
     }
 
+    /// Declares the worker's queue, its follow queue and its delay queues, each of its type.
+    async fn declare_all(
+        &self,
+        channel: &Channel,
+        watch: &broker::ChannelWatch,
+    ) -> Result<(), SessionError> {
+        let def = &self.handler.def;
+        let refused = |queue: &str, e: BrokerError| SessionError::refused(queue, watch.explain(e));
+        broker::declare_queue(channel, &def.queue, def.queue_type)
+            .await
+            .map_err(|e| refused(&def.queue, e))?;
+        if let Some(follow) = &def.follow_queue {
+            broker::declare_queue(channel, follow, def.follow_queue_type)
+                .await
+                .map_err(|e| refused(follow, e))?;
+        }
+        for delay in def.retry.iter().flat_map(RetryPolicy::delays) {
+            broker::declare_delay_queue(channel, &def.queue, delay, def.queue_type)
+                .await
+                .map_err(|e| refused(&delay_queue(&def.queue, delay), e))?;
+        }
+        Ok(())
+    }
+
     fn dispatch(
         &self,
         message: ConsumerMessage,
@@ -150,6 +161,9 @@ impl Worker {
                 .and_then(|a| a.parse().ok())
                 .filter(|a| *a >= 1)
                 .unwrap_or(1),
+            returned: broker::header(&props, DELIVERY_COUNT_HEADER)
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0),
         };
         let tag = deliver.delivery_tag();
         let handler = self.handler.clone();
