@@ -26,9 +26,10 @@ export CARGO
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
-test: ## fmt check, clippy -D warnings, then all tests against real servers and headless Chromium
+test: ## fmt check, clippy -D warnings, the fuzz targets compile, then all tests against real servers and headless Chromium
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) check --quiet --manifest-path fuzz/Cargo.toml --bins
 	scripts/ensure-browser.sh
 	scripts/test-services.sh $(CARGO) test --all-targets --no-fail-fast -- $(TEST_ARGS)
 	DPSD=$(call binary,debug) tools/api-fuzz.sh

@@ -1,5 +1,5 @@
-//! A `workers.d/NAME.yaml` file's text through `Config::worker_from_text` (the path the
-//! supervisor uses for its last good copy; `load_worker` is the same after reading the file).
+//! A `workers.d/NAME.yaml` file's text through `parse_worker` (what `load_worker` runs after
+//! reading the file).
 //! Any UTF-8 text must give Ok or Err(problems), never a panic; an accepted worker must
 //! satisfy what the rest of dpsd relies on.
 #![no_main]
@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
-use dpsd::config::{queue_name_problem, Config, ServiceSpec, Settings};
+use dpsd::config::{parse_worker, queue_name_problem, Config, ServiceSpec, Settings};
 use dpsd::config::delay_queue;
 use libfuzzer_sys::fuzz_target;
 
@@ -50,11 +50,12 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let config = config();
-    let Ok(worker) = config.worker_from_text(NAME, text) else {
+    let path = config.settings.workers_dir.join(format!("{NAME}.yaml"));
+    let prefetch = config.settings.amqp.prefetch;
+    let Ok(worker) = parse_worker(&path, text, &config.services, prefetch) else {
         return;
     };
     assert_eq!(worker.name, NAME);
-    assert_eq!(worker.text, text);
     assert_eq!(queue_name_problem(&worker.queue), None);
     if let Some(follow) = &worker.follow_queue {
         assert_eq!(queue_name_problem(follow), None);
