@@ -50,7 +50,11 @@ fuzz_target!(|data: &[u8]| {
     };
     let settings = &config.settings;
     assert!(settings.amqp.prefetch >= 1);
-    assert_eq!(check_amqp_url(&settings.amqp.url), Ok(()));
+    assert!(!settings.amqp.url.0.is_empty());
+    for url in settings.amqp.url.iter() {
+        assert_eq!(check_amqp_url(url), Ok(()));
+    }
+    assert!((1..=900).contains(&settings.amqp.delivery_limit));
     assert_eq!(config.services.len(), settings.services.len());
     for p in [&settings.state_dir, &settings.jobs_dir, &settings.workers_dir] {
         assert!(p.is_absolute(), "{p:?} not resolved against the file's folder");

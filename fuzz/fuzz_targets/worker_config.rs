@@ -41,6 +41,7 @@ web: {http: 'http://127.0.0.1:1/x', method: put}
             settings,
             path: base.join("dpsd.yaml"),
             services,
+            warnings: Vec::new(),
         }
     })
 }
@@ -51,8 +52,7 @@ fuzz_target!(|data: &[u8]| {
     };
     let config = config();
     let path = config.settings.workers_dir.join(format!("{NAME}.yaml"));
-    let prefetch = config.settings.amqp.prefetch;
-    let Ok(worker) = parse_worker(&path, text, &config.services, prefetch) else {
+    let Ok(worker) = parse_worker(&path, text, &config.services, &config.settings.amqp) else {
         return;
     };
     assert_eq!(worker.name, NAME);

@@ -15,6 +15,9 @@ pub fn check(global: &Global) -> Result<(), Failure> {
             )));
         }
     };
+    for warning in &config.warnings {
+        eprintln!("warning: {warning}");
+    }
     let (workers, mut problems) = config.workers();
     let (jobs, job_problems) = config.jobs();
     problems.0.extend(job_problems.0);

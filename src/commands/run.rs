@@ -25,6 +25,9 @@ pub async fn run(global: &Global) -> Result<(), Failure> {
     let mut source = global.source.clone();
     source.config = Some(config_path);
     tracing::info!(version = env!("CARGO_PKG_VERSION"), "dpsd daemon starting");
+    for warning in &config.warnings {
+        tracing::warn!("{warning}");
+    }
     daemon::run(source, Snapshot::of(config), spawner, shutdown).await?;
     Ok(())
 }
