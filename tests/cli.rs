@@ -76,6 +76,94 @@ fn check_reports_main_file_problems() {
 }
 
 #[test]
+fn check_reports_tls_files_that_are_missing_or_not_pem_and_warns_of_tls_unused() {
+    let env = TestEnv::new("checktls");
+    std::fs::write(env.path("garbage.pem"), "not a certificate\n").expect("write");
+    let amqps = env.amqp_url.replacen("amqp://", "amqps://", 1);
+    env.edit_main(
+        &format!("  url: {}\n", env.amqp_url),
+        &format!("  url: {amqps}\n  tls:\n    ca_file: missing.pem\n    cert_file: garbage.pem\n"),
+    );
+    let (code, text) = check(&env);
+    assert_eq!(code, 1, "{text}");
+    let line = |needle: &str| {
+        text.lines()
+            .find(|l| l.contains(needle))
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert!(line("amqp.tls.ca_file").contains("dpsd.yaml:4:"), "{text}");
+    assert!(line("amqp.tls.ca_file").contains("missing.pem"), "{text}");
+    assert!(
+        line("amqp.tls.cert_file").contains("no PEM certificate"),
+        "{text}"
+    );
+    assert!(
+        text.contains("cert_file and key_file go together"),
+        "{text}"
+    );
+
+    // Valid files, and no amqps:// node: a warning, not an error.
+    let made = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=dpsd-test",
+        ])
+        .args(["-keyout", "key.pem", "-out", "cert.pem"])
+        .current_dir(env.path(""))
+        .output()
+        .expect("run openssl");
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    env.write_main("");
+    env.edit_main(
+        &format!("  url: {}\n", env.amqp_url),
+        &format!(
+            "  url: {}\n  tls: {{ca_file: cert.pem, cert_file: cert.pem, key_file: key.pem}}\n",
+            env.amqp_url
+        ),
+    );
+    let out = env.run(&["check"]);
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("warning:") && text.contains("no amqp.url is amqps://"),
+        "{text}"
+    );
+}
+
+#[test]
+fn check_refuses_an_empty_node_list_and_names_a_bad_node_by_position() {
+    let env = TestEnv::new("checknodes");
+    env.edit_main(&format!("  url: {}\n", env.amqp_url), "  url: []\n");
+    let (code, text) = check(&env);
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("amqp.url lists no node"), "{text}");
+    env.write_main("");
+    env.edit_main(
+        &format!("  url: {}\n", env.amqp_url),
+        &format!("  url: [{}, 'http://u:s3cret@h']\n", env.amqp_url),
+    );
+    let (code, text) = check(&env);
+    assert_eq!(code, 1, "{text}");
+    assert!(
+        text.contains("amqp.url (node 2): scheme must be amqp or amqps"),
+        "{text}"
+    );
+    assert!(!text.contains("s3cret"), "{text}");
+}
+
+#[test]
 fn environment_variables_override_the_file_and_are_checked() {
     let env = TestEnv::new("checkenv");
     let out = env
