@@ -8,8 +8,10 @@ all in one run on the local RabbitMQ, and the figures written to docs/BENCHMARKS
      set, as scripts/test-services.sh does) on the MongoDB-wire server, replicas 1 and 2;
   3. the embedded store alone (examples/store_bench.rs): stage writes per second with P in
      flight, one process, then two sharing the file as the chain's two workers do;
-  4. paced: RATE msg/s for SECONDS on the embedded store: end-to-end latency from publish
-     to the final state written (p50, p99, max).
+  4. the chain on quorum queues (replicated queues; one node here), replicas 1 and 2: what
+     they cost the broker against the classic runs;
+  5. paced: RATE msg/s for SECONDS on the embedded store: end-to-end latency from publish
+     to the final state written (p50, p99, max), for the baseline too with --compare.
 For each dpsd run: messages/s, the fraction of the relay, CPU seconds of dpsd and of the
 broker per 10,000 messages, and the peak resident memory of a replica.
 
@@ -91,8 +93,8 @@ def broker_pids():
 class Chain:
     """A scratch configuration with the example chain, run by `dpsd run`."""
 
-    def __init__(self, store, replicas, prefetch, dpsd=DPSD):
-        self.dpsd = dpsd
+    def __init__(self, store, replicas, prefetch, dpsd=DPSD, queue_type="classic"):
+        self.dpsd, self.queue_type = dpsd, queue_type
         self.id = uuid.uuid4().hex[:8]
         self.dir = tempfile.mkdtemp(prefix="dpsd-bench-")
         self.q1, self.q2 = f"bench_{self.id}.stage1", f"bench_{self.id}.stage2"
@@ -102,7 +104,7 @@ class Chain:
         os.makedirs(f"{self.dir}/jobs.d")
         store_yaml = f'mongodb: {{uri: "{MONGO}", database: bench_{self.id}}}' if store == "mongodb" else "state_dir: state"
         with open(f"{self.dir}/dpsd.yaml", "w") as f:
-            f.write(f"""amqp: {{url: "{AMQP}", prefetch: {prefetch}}}
+            f.write(f"""amqp: {{url: "{AMQP}", prefetch: {prefetch}, queue_type: {queue_type}}}
 {store_yaml}
 api: {{listen: "127.0.0.1:{self.port}"}}
 log: {{level: warn}}
@@ -160,8 +162,8 @@ services:
         subprocess.run(["rm", "-rf", self.dir])
 
 
-def throughput(store, replicas, n, prefetch, relay_rate, dpsd=DPSD):
-    chain = Chain(store, replicas, prefetch, dpsd)
+def throughput(store, replicas, n, prefetch, relay_rate, dpsd=DPSD, queue_type="classic"):
+    chain = Chain(store, replicas, prefetch, dpsd, queue_type)
     try:
         return measure(chain, n, relay_rate)
     finally:
@@ -184,14 +186,15 @@ def measure(chain, n, relay_rate):
     rss = max(peak_rss_mb(p) for p in children(chain.daemon.pid))
     rate = n / seconds
     build = "" if chain.dpsd == DPSD else " (baseline)"
+    queues = "" if chain.queue_type == "classic" else f", {chain.queue_type} queues"
     return {
-        "run": f"dpsd{build}, {chain.store}, replicas {chain.replicas}", "n": n, "per_second": rate, "of_relay": rate / relay_rate,
+        "run": f"dpsd{build}, {chain.store}{queues}, replicas {chain.replicas}", "n": n, "per_second": rate, "of_relay": rate / relay_rate,
         "dpsd_cpu_per_10k": cpu * 10_000 / n, "broker_cpu_per_10k": bcpu * 10_000 / n, "replica_peak_mb": rss,
     }
 
 
-def paced(rate, seconds, prefetch):
-    chain = Chain("embedded", 1, prefetch)
+def paced(rate, seconds, prefetch, dpsd=DPSD):
+    chain = Chain("embedded", 1, prefetch, dpsd)
     try:
         return measure_latency(chain, rate, seconds)
     finally:
@@ -214,7 +217,8 @@ def measure_latency(chain, rate, seconds):
     db.close()
     latencies.sort()
     pick = lambda q: latencies[min(len(latencies) - 1, int(q * len(latencies)))]
-    return {"rate": rate, "messages": len(latencies), "p50": pick(0.50), "p99": pick(0.99), "max": latencies[-1]}
+    build = "this build" if chain.dpsd == DPSD else "baseline"
+    return {"build": build, "rate": rate, "messages": len(latencies), "p50": pick(0.50), "p99": pick(0.99), "max": latencies[-1]}
 
 
 def relay(n, prefetch):
@@ -241,7 +245,7 @@ def store_figures(s):
     return f"{who} {s['per_second']:,.0f} writes/s, each write waiting {s['wait_ms']:.1f} ms"
 
 
-def write(args, rows, store, latency):
+def write(args, rows, store, latencies):
     table = ["| run | messages | msg/s | of relay | dpsd CPU s / 10k msg | broker CPU s / 10k msg | replica peak RSS |",
              "|---|---|---|---|---|---|---|"]
     for r in rows:
@@ -260,9 +264,9 @@ def write(args, rows, store, latency):
         "",
         *table,
         "",
-        f"Paced run on the embedded store, {latency['rate']} msg/s for {args.seconds} s "
-        f"({latency['messages']} messages), publish to final state written: "
-        f"p50 {latency['p50']:.0f} ms, p99 {latency['p99']:.0f} ms, max {latency['max']:.0f} ms.",
+        f"Paced run on the embedded store, {args.rate} msg/s for {args.seconds} s, publish to final state written: "
+        + "; ".join(f"{l['build']} ({l['messages']} messages) p50 {l['p50']:.0f} ms, p99 {l['p99']:.0f} ms, "
+                    f"max {l['max']:.0f} ms" for l in latencies) + ".",
         "",
         f"The embedded store alone (examples/store_bench.rs), {args.prefetch} stage writes in flight per "
         "process as a replica has: " + "; ".join(map(store_figures, store)) + ".",
@@ -300,11 +304,15 @@ def main():
             for dpsd in builds:
                 rows.append(throughput(store, replicas, n, args.prefetch, limit, dpsd))
                 print(rows[-1], flush=True)
+    # Quorum queues (replicated, on a single node here): what they cost the broker.
+    for replicas in (1, 2):
+        rows.append(throughput("embedded", replicas, args.n, args.prefetch, limit, queue_type="quorum"))
+        print(rows[-1], flush=True)
     store = [store_alone(args.n, args.prefetch, processes) for processes in (1, 2)]
     print(store, flush=True)
-    latency = paced(args.rate, args.seconds, args.prefetch)
-    print(latency, flush=True)
-    write(args, rows, store, latency)
+    latencies = [paced(args.rate, args.seconds, args.prefetch, dpsd) for dpsd in [DPSD] + ([args.compare] if args.compare else [])]
+    print(latencies, flush=True)
+    write(args, rows, store, latencies)
 
 
 if __name__ == "__main__":
