@@ -104,7 +104,9 @@ class Chain:
         os.makedirs(f"{self.dir}/jobs.d")
         store_yaml = f'mongodb: {{uri: "{MONGO}", database: bench_{self.id}}}' if store == "mongodb" else "state_dir: state"
         with open(f"{self.dir}/dpsd.yaml", "w") as f:
-            f.write(f"""amqp: {{url: "{AMQP}", prefetch: {prefetch}, queue_type: {queue_type}}}
+            # queue_type only when it is not the default: a baseline build may predate it.
+            queues = "" if queue_type == "classic" else f", queue_type: {queue_type}"
+            f.write(f"""amqp: {{url: "{AMQP}", prefetch: {prefetch}{queues}}}
 {store_yaml}
 api: {{listen: "127.0.0.1:{self.port}"}}
 log: {{level: warn}}
