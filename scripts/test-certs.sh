@@ -23,10 +23,20 @@
 # by the rabbitmq user for that (scripts/test-services.sh sees to it).
 # Certificates are v3 with basicConstraints, keyUsage and extendedKeyUsage as
 # strict verifiers (rustls/webpki, Erlang's ssl) want them: a CA is CA:TRUE,
-# a leaf is CA:FALSE. Takes about a second.
+# a leaf is CA:FALSE. Takes about a second. Installs openssl when it is
+# missing (root only), as scripts/ensure-rabbitmq.sh does rabbitmq-server.
 set -euo pipefail
 [[ $# -eq 1 ]] || { echo "usage: $0 DIR" >&2; exit 2; }
 dir=$1
+if ! command -v openssl >/dev/null 2>&1; then
+  if [[ $(id -u) -ne 0 ]]; then
+    echo "test-certs: openssl is not installed; as root run: apt-get install -y openssl" >&2
+    exit 1
+  fi
+  echo "test-certs: installing openssl (apt-get)..." >&2
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssl >/dev/null
+fi
 mkdir -p "$dir"
 cd "$dir"
 
