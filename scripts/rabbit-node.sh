@@ -12,7 +12,8 @@
 # rabbitmq-server; scripts/test-services.sh and scripts/rabbit-cluster.sh
 # (hence the Rust harness) go through it.
 #
-# `start` writes DIR/rabbitmq.conf from the CONF_LINEs (without a `listeners.`
+# `start` makes a new node in DIR (removing what DIR held), writes
+# DIR/rabbitmq.conf from the CONF_LINEs (without a `listeners.`
 # line among them it adds a plain AMQP listener on 127.0.0.1:PORT), starts the
 # node detached with its data and log in DIR (log: DIR/log/NODE.log) and
 # returns once it has booted and PORT accepts connections (60 s at most; else
@@ -73,6 +74,8 @@ start() {
     [[ $# -ge 4 ]] || die "usage: start DIR NODE PORT DIST_PORT [CONF_LINE...]"
     node=$2 port=$3 dist=$4
     shift 4
+    registered "$node" && die "node $node already runs (stop it first: $0 stop $dir $node)"
+    rm -rf "$dir" # a new node: no data of an old one (which might name other peers)
     mkdir -p "$dir"
     printf '%s\n' "$node" "$port" "$dist" >"$dir/node"
     : >"$dir/rabbitmq.conf"
