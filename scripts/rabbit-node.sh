@@ -20,8 +20,8 @@
 # it prints the log's tail and fails). The distribution listens on
 # 127.0.0.1:DIST_PORT. No plugins (no management: 15672 stays free). Avoid
 # ports 35672-35682: rabbitmqctl's own distribution takes them.
-# `stop` is graceful (rabbitmqctl stop, then SIGKILL after 10 s) and copies the
-# node's log to $DPSD_TEST_RABBIT_LOGS/NODE.log first when that is set.
+# `stop` is graceful (SIGTERM; SIGKILL after 20 s) and copies the node's log
+# to $DPSD_TEST_RABBIT_LOGS/NODE.log first when that is set.
 #
 # Root only: Debian's wrappers run the server and rabbitmqctl as user
 # rabbitmq (HOME /var/lib/rabbitmq), so every node and every rabbitmqctl
@@ -144,11 +144,11 @@ stop() {
   local dir=$1 node=${2:-} pid
   [[ -n $node ]] || node=$(head -n 1 "$dir/node" 2>/dev/null) || node=
   if [[ -n $node ]]; then
+    # SIGTERM, not `rabbitmqctl stop`: RabbitMQ shuts down as gracefully on it,
+    # booted or still booting, without a VM of rabbitmqctl's
     pid=$(beam_pid "$node") || pid=
-    if registered "$node"; then
-      timeout 60 rabbitmqctl -q -n "$node" stop >/dev/null 2>&1 || true
-    fi
-    if [[ -n $pid ]] && ! await_gone "$node" "$pid" 10; then
+    [[ -n $pid ]] && kill -TERM "$pid" 2>/dev/null
+    if [[ -n $pid ]] && ! await_gone "$node" "$pid" 20; then
       kill -9 "$pid" 2>/dev/null || true
       await_gone "$node" "$pid" 10 || die "node $node (pid $pid) would not stop"
     fi
