@@ -99,7 +99,6 @@ start() {
   local log=$dir/log/$node.log deadline=$((SECONDS + 60)) pid offset=0
   # a node started again appends to its log: its boot is what follows
   [[ -f $log ]] && offset=$(stat -c %s "$log")
-  # Idle schedulers must not busy-wait: the bench runs several nodes on 2 cores.
   (
     # A daemon keeps no descriptor of its caller's: the lock of a
     # `flock /tmp/dpsd-suite.lock make test` above all, which a node outliving a
@@ -109,8 +108,9 @@ start() {
       ((fd > 2)) && eval "exec $fd>&-"
     done
     export RABBITMQ_NODENAME=$node RABBITMQ_NODE_IP_ADDRESS=127.0.0.1 \
-      RABBITMQ_NODE_PORT=$port RABBITMQ_DIST_PORT=$dist \
-      RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="+sbwt none +sbwtdcpu none +sbwtdio none" \
+      RABBITMQ_NODE_PORT=$port RABBITMQ_DIST_PORT=$dist
+    # Idle schedulers must not busy-wait: the bench runs several nodes on 2 cores.
+    export RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="+sbwt none +sbwtdcpu none +sbwtdio none" \
       RABBITMQ_CONF_ENV_FILE=$dir/rabbitmq-env.conf \
       RABBITMQ_CONFIG_FILE=$dir/rabbitmq.conf \
       RABBITMQ_ADVANCED_CONFIG_FILE=$dir/advanced.config \
@@ -147,7 +147,11 @@ stop() {
     # SIGTERM, not `rabbitmqctl stop`: RabbitMQ shuts down as gracefully on it,
     # booted or still booting, without a VM of rabbitmqctl's
     pid=$(beam_pid "$node") || pid=
-    [[ -n $pid ]] && kill -TERM "$pid" 2>/dev/null
+    if [[ -n $pid ]]; then
+      kill -TERM "$pid" 2>/dev/null || true
+    elif registered "$node"; then # not started by this script: ask it
+      timeout 60 rabbitmqctl -q -n "$node" stop >/dev/null 2>&1 || true
+    fi
     if [[ -n $pid ]] && ! await_gone "$node" "$pid" 20; then
       kill -9 "$pid" 2>/dev/null || true
       await_gone "$node" "$pid" 10 || die "node $node (pid $pid) would not stop"
