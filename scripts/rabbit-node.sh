@@ -27,8 +27,9 @@
 # rabbitmq (HOME /var/lib/rabbitmq), so every node and every rabbitmqctl
 # shares the cookie /var/lib/rabbitmq/.erlang.cookie (what clustering needs);
 # DIR must be reachable by that user (its parents searchable: o+x).
-# Checked by hand with 3.10.8 on Erlang 25: a node boots in ~5 s alone on 2
-# cores, ~15 s beside four others (~4 s of CPU each). The beam's command line
+# Checked by hand with 3.10.8 on Erlang 25: a node boots in 5-10 s alone on 2
+# cores, 15-20 s beside four others (4-7 s of CPU each, whatever +S: the
+# bench's start-up is CPU-bound). The beam's command line
 # does not name the node (3.10 starts its distribution late), its environment
 # does (RABBITMQ_NODENAME), which is how `pid` finds it. 3.10 already passes
 # +sbwt none (no busy-waiting schedulers) by default; we say it again so that

@@ -33,9 +33,10 @@
 #                                   its own (PrivateCluster in tests/common).
 # The private nodes are root only (Debian's rabbitmqctl needs it): as another
 # user they are skipped with a message, and their tests fail saying so. They
-# start side by side in the background (each node boots in 5-15 s on 2 cores,
-# the cluster takes ~20 s) while MongoDB starts; the "servers ready" line
-# says how long each took. Also exported, for the harness's private clusters:
+# start side by side in the background while MongoDB starts (a node boots in
+# 5-10 s alone on 2 cores; five side by side are ready in ~20 s, the cluster
+# last: 15-20 s added to a run); the "servers ready" line says how long each
+# took. Also exported, for the harness's private clusters:
 #   DPSD_TEST_RABBIT_DIR            where they keep their nodes (the trap stops
 #                                   any a killed test left there)
 #   DPSD_TEST_RABBIT_LOGS           where a private node's log is copied when it
