@@ -49,7 +49,8 @@ run: release services ## the daemon with the shipped example chain on the embedd
 
 bench: ## the chain against a bare amqprs relay, embedded and MongoDB-wire, and the embedded store alone; writes docs/BENCHMARKS.md (BENCH_ARGS='--n 20000')
 	$(CARGO) build --release --bins --examples
-	DPSD_TEST_RESTARTABLE_AMQP_URL= scripts/test-services.sh $$(scripts/secantus-venv.sh) tools/bench.py $(BENCH_ARGS)
+	DPSD_TEST_RESTARTABLE_AMQP_URL= DPSD_TEST_TLS_AMQP_URL= DPSD_TEST_CLUSTER_URLS= \
+	  scripts/test-services.sh $$(scripts/secantus-venv.sh) tools/bench.py $(BENCH_ARGS)
 
 services: ## make sure RabbitMQ answers on 127.0.0.1:5672 (installing it when missing)
 	scripts/ensure-rabbitmq.sh

@@ -3,6 +3,7 @@
 //! private broker node that tests may stop and start. Each call is one round trip on a
 //! connection of its own, so a test never shares a channel with the code under test.
 
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 use amqprs::channel::{
@@ -161,18 +162,56 @@ async fn connect(url: &str) -> Connection {
     try_connect(url).await.expect("connect to RabbitMQ")
 }
 
+/// A variable `scripts/test-services.sh` exports for one of its private RabbitMQ nodes (as
+/// root only), which the test cannot do without.
+fn bench_var(name: &str, what: &str) -> String {
+    std::env::var(name)
+        .ok()
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| {
+            panic!("{name} is not set: run the tests with `make test` as root, which starts {what}")
+        })
+}
+
 /// The private broker node that `make test` starts for the tests that restart it (the shared
 /// broker must not restart under the tests running beside them): its URL and node name.
 pub fn restartable_broker() -> (String, String) {
-    let var = |name| {
-        std::env::var(name)
-            .ok()
-            .filter(|v| !v.is_empty())
-            .unwrap_or_else(|| panic!("{name} is not set: run the tests with `make test`, which starts a private broker node"))
+    let what = "a private broker node";
+    (
+        bench_var("DPSD_TEST_RESTARTABLE_AMQP_URL", what),
+        bench_var("DPSD_TEST_RESTARTABLE_NODE", what),
+    )
+}
+
+/// The private node with only a TLS listener that `make test` starts: its
+/// `amqps://guest:guest@localhost:PORT/%2f` URL (`localhost`, the name its certificate is
+/// for; `127.0.0.1` is in it too) and the folder of the certificates `scripts/test-certs.sh`
+/// made: `ca.pem` signed the node's `server.pem` and `client.pem`/`client.key` (mutual TLS),
+/// `other-ca.pem` signed nothing the node knows, and `other-client.pem`/`.key` (which the
+/// node refuses). The node verifies a client certificate when one is presented
+/// (`verify_peer`) and takes clients without one.
+pub fn tls_broker() -> (String, PathBuf) {
+    let what = "a broker node with a TLS listener";
+    (
+        bench_var("DPSD_TEST_TLS_AMQP_URL", what),
+        PathBuf::from(bench_var("DPSD_TEST_TLS_DIR", what)),
+    )
+}
+
+/// The three-node cluster `make test` starts, shared by the tests (one that stops a node
+/// starts a `PrivateCluster`): the nodes' `amqp://guest:guest@127.0.0.1:PORT/%2f` URLs and
+/// their names, in the same order.
+pub fn cluster_broker() -> (Vec<String>, Vec<String>) {
+    let what = "a three-node RabbitMQ cluster";
+    let list = |name| {
+        bench_var(name, what)
+            .split(',')
+            .map(str::to_string)
+            .collect::<Vec<_>>()
     };
     (
-        var("DPSD_TEST_RESTARTABLE_AMQP_URL"),
-        var("DPSD_TEST_RESTARTABLE_NODE"),
+        list("DPSD_TEST_CLUSTER_URLS"),
+        list("DPSD_TEST_CLUSTER_NODES"),
     )
 }
 

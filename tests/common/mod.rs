@@ -3,20 +3,24 @@
 //! the real RabbitMQ and MongoDB-wire servers that `make test` starts.
 //!
 //! One module per thing a test touches: `env` (the test's world and its files), `broker`
-//! (RabbitMQ round trips), `store` (state as dpsd wrote it, read through the store trait,
-//! on either backend), `processes` (dpsd processes and what /proc says of them).
+//! (RabbitMQ round trips, and the bench's private nodes: restartable, TLS, the shared
+//! cluster), `cluster` (what a cluster node sees, and a cluster of a test's own whose nodes
+//! it kills), `store` (state as dpsd wrote it, read through the store trait, on either
+//! backend), `processes` (dpsd processes and what /proc says of them).
 
 // Each test file uses a part of the harness: what one leaves unused is not dead.
 #![allow(dead_code, unused_imports)]
 
 mod broker;
+mod cluster;
 mod env;
 mod processes;
 mod store;
 
 use std::time::{Duration, Instant};
 
-pub use broker::{amqp_url, rabbitmqctl, restartable_broker};
+pub use broker::{amqp_url, cluster_broker, rabbitmqctl, restartable_broker, tls_broker};
+pub use cluster::{running_nodes, PrivateCluster};
 pub use env::{free_port, TestEnv};
 pub use processes::{replicas_of, workers_using};
 pub use store::{mongo_uri, stage_results, PrivateMongo};
