@@ -15,7 +15,9 @@ use std::path::PathBuf;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use common::{rabbitmqctl, replicas_of, restartable_broker, wait_for, PrivateMongo, TestEnv};
+use common::{
+    rabbitmqctl, replicas_of, restartable_broker, wait_for, PrivateCluster, PrivateMongo, TestEnv,
+};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
@@ -309,6 +311,33 @@ fn the_broker_restarted_under_load_loses_nothing() {
         chain.wait_replicas();
     });
     chain.conclude("RabbitMQ stopped and started", &ids);
+}
+
+#[test]
+fn a_cluster_node_killed_under_load_loses_nothing_on_quorum_queues() {
+    let cluster = PrivateCluster::start();
+    let urls = cluster.urls().to_vec();
+    let env = TestEnv::with_servers("chaoscluster", &urls[0], "");
+    env.edit_main(
+        &format!("  url: {}\n", urls[0]),
+        &format!("  url: [{}]\n  queue_type: quorum\n", urls.join(", ")),
+    );
+    let mut chain = Chain::start(env);
+    let n = messages();
+    let ids = chain.send(n);
+    // Every process starts on the first node of the list, and moves to the next one when
+    // its node dies: the node killed each time is the one they are all on.
+    let mut on = 0;
+    chain.strike_while_running(n, (n / 3).max(10), |chain| {
+        let pid = cluster.kill_node(on);
+        chain
+            .faults
+            .push(format!("SIGKILL of node {} (pid {pid})", on + 1));
+        chain.wait_replicas();
+        cluster.start_node(on);
+        on = (on + 1) % urls.len();
+    });
+    chain.conclude("SIGKILL of the cluster node in use (quorum queues)", &ids);
 }
 
 #[test]

@@ -379,13 +379,14 @@ impl Handler {
             first_failed_at: now,
             last_failed_at: now,
         };
-        if let Err(verdict) = self.persist(|| self.store.park(&parked)).await {
+        // The stage first: whoever sees the parked copy (an operator, a replay) finds the
+        // execution already marked parked. A crash between the two redelivers the message,
+        // which fails and parks again.
+        let record = self.persist(|| self.store.record_stage(message.execution_id(), &stage));
+        if let Err(verdict) = record.await {
             return verdict;
         }
-        match self
-            .persist(|| self.store.record_stage(message.execution_id(), &stage))
-            .await
-        {
+        match self.persist(|| self.store.park(&parked)).await {
             Ok(()) => self.counted(Outcome::Parked),
             Err(verdict) => verdict,
         }
