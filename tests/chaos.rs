@@ -100,22 +100,7 @@ impl Chain {
 
     /// Sends `n` messages with `dpsd send --count`; returns their executionIds.
     fn send(&self, n: usize) -> Vec<String> {
-        let out = self.env.run(&[
-            "send",
-            &self.first,
-            r#"{"mydata": {}}"#,
-            "--count",
-            &n.to_string(),
-        ]);
-        assert!(
-            out.status.success(),
-            "dpsd send: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .map(str::to_string)
-            .collect()
+        self.env.send_count(&self.first, r#"{"mydata": {}}"#, n)
     }
 
     /// Service calls per executionId at one stage.

@@ -31,6 +31,21 @@ impl TestEnv {
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 
+    /// Sends `json` `n` times in one `dpsd send --count` (one process, one connection, so
+    /// the messages arrive together even on a busy machine); returns their executionIds.
+    pub fn send_count(&self, queue: &str, json: &str, n: usize) -> Vec<String> {
+        let out = self.run(&["send", queue, json, "--count", &n.to_string()]);
+        assert!(
+            out.status.success(),
+            "dpsd send --count {n}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
     /// Starts `dpsd worker NAME`, its log in the test folder; killed when the test ends.
     pub fn start_worker(&self, name: &str) -> u32 {
         let log = std::fs::OpenOptions::new()
