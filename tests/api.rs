@@ -129,6 +129,45 @@ fn reschedule_shows_in_the_status() {
         get(&env, "/api/job/status/externalTestJob").1["type"],
         json!("cron")
     );
+
+    // A cron read in another zone: 09:00 in Tokyo (UTC+9, no daylight saving) is 00:00 UTC.
+    let (status, body) = post(
+        &env,
+        "/api/job/schedule/externalTestJob",
+        json!({"interval": "0 9 * * *", "timezone": "Asia/Tokyo"}),
+    );
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, job) = get(&env, "/api/job/status/externalTestJob");
+    assert_eq!(job["timezone"], json!("Asia/Tokyo"), "{job}");
+    let next = job["nextRunAt"].as_str().expect("nextRunAt");
+    assert!(next.ends_with("T00:00:00Z"), "{job}");
+    // A later re-schedule without a zone keeps the job's.
+    post(
+        &env,
+        "/api/job/schedule/externalTestJob",
+        json!({"interval": "30 9 * * *"}),
+    );
+    let (_, job) = get(&env, "/api/job/status/externalTestJob");
+    assert_eq!(job["timezone"], json!("Asia/Tokyo"), "{job}");
+    assert!(
+        job["nextRunAt"]
+            .as_str()
+            .is_some_and(|t| t.ends_with("T00:30:00Z")),
+        "{job}"
+    );
+    let (status, body) = post(
+        &env,
+        "/api/job/schedule/externalTestJob",
+        json!({"interval": "0 9 * * *", "timezone": "Mars/Olympus"}),
+    );
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("unknown timezone"),
+        "{body}"
+    );
 }
 
 #[test]

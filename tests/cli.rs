@@ -274,3 +274,33 @@ fn check_reports_an_interval_too_long() {
         "{text}"
     );
 }
+
+/// SPEC 5.1: an unknown timezone, in a job or as `scheduler.timezone`, is a configuration
+/// error naming the file and line.
+#[test]
+fn check_reports_an_unknown_timezone_with_file_and_line() {
+    let env = TestEnv::embedded("checkzone");
+    env.write_job(
+        "berlin",
+        "exec: [echo, hi]\nschedule: '0 9 * * *'\ntimezone: Europe/Berlin\n",
+    );
+    env.write_job(
+        "mars",
+        "exec: [echo, hi]\nschedule: '0 9 * * *'\ntimezone: Mars/Olympus\n",
+    );
+    let (code, text) = check(&env);
+    assert_eq!(code, 1, "{text}");
+    assert!(
+        text.contains("mars.yaml:3: unknown timezone \"Mars/Olympus\""),
+        "{text}"
+    );
+    assert!(!text.contains("berlin.yaml"), "{text}");
+
+    env.write_main("scheduler:\n  timezone: Europe/Atlantis\n");
+    let (code, text) = check(&env);
+    assert_eq!(code, 1, "{text}");
+    assert!(
+        text.contains("dpsd.yaml:") && text.contains("unknown timezone \"Europe/Atlantis\""),
+        "{text}"
+    );
+}

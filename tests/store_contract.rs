@@ -261,6 +261,7 @@ async fn jobs_are_defined_claimed_once_locked_and_finished(store: &dyn Store) {
         name: "tick".into(),
         schedule: Some("5s".into()),
         kind: JobKind::Interval,
+        timezone: "Europe/Berlin".into(),
         active: true,
         next_run_at: next,
     };
@@ -273,6 +274,7 @@ async fn jobs_are_defined_claimed_once_locked_and_finished(store: &dyn Store) {
         (job.next_run_at, job.fail_count, job.locked_by),
         (Some(planned), 0, None)
     );
+    assert_eq!(job.timezone, "Europe/Berlin");
 
     // Two hosts race for the occurrence: exactly one wins.
     let next = planned + Duration::seconds(5);
@@ -376,6 +378,7 @@ async fn jobs_are_defined_claimed_once_locked_and_finished(store: &dyn Store) {
             name: "other".into(),
             schedule: None,
             kind: JobKind::Manual,
+            timezone: "UTC".into(),
             active: false,
             next_run_at: None,
         })

@@ -23,6 +23,9 @@ async fn status(
 #[serde(deny_unknown_fields)]
 struct NewSchedule {
     interval: String,
+    /// An IANA zone for the cron fields; absent: the job's zone as it is.
+    #[serde(default)]
+    timezone: Option<String>,
 }
 
 #[post("/api/job/schedule/{name}")]
@@ -31,7 +34,10 @@ async fn schedule(
     name: web::Path<String>,
     body: web::Json<NewSchedule>,
 ) -> Result<HttpResponse, ApiError> {
-    state.scheduler.reschedule(&name, &body.interval).await?;
+    state
+        .scheduler
+        .reschedule(&name, &body.interval, body.timezone.as_deref())
+        .await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({"ok": true})))
 }
 

@@ -16,7 +16,7 @@ use tokio::task::JoinHandle;
 use tracing::{error, info, warn, Instrument};
 
 use crate::broker::Outbox;
-use crate::config::{JobAction, JobDef, Schedule};
+use crate::config::{JobAction, JobDef, Schedule, Zone};
 use crate::store::{JobDefinition, JobRecord, RunOutcome, Store, StoreError};
 
 /// A timer re-reads its job at least this often, to see re-schedules made on other hosts.
@@ -136,11 +136,16 @@ impl Scheduler {
         if let Some(holder) = existing.as_ref().and_then(|r| r.locked_by.as_deref()) {
             self.release_if_dead(&def.name, holder).await?;
         }
+        let zone = def.timezone.name();
         let next_run_at = match existing {
-            Some(r) if r.schedule == text && r.next_run_at.is_some_and(|t| t > now) => {
+            Some(r)
+                if r.schedule == text
+                    && r.timezone == zone
+                    && r.next_run_at.is_some_and(|t| t > now) =>
+            {
                 r.next_run_at
             }
-            _ => def.schedule.next(None, now),
+            _ => def.schedule.next(None, now, def.timezone),
         };
         if next_run_at.is_none() && !matches!(def.schedule, Schedule::Manual) {
             warn!(job = %def.name, schedule = %def.schedule, "no next run can be computed: the job will not fire");
@@ -149,6 +154,7 @@ impl Scheduler {
             name: def.name.clone(),
             schedule: text,
             kind: def.schedule.kind(),
+            timezone: zone.to_string(),
             active: def.active,
             next_run_at,
         };
@@ -218,7 +224,10 @@ impl Scheduler {
                 .schedule
                 .as_deref()
                 .map_or(Ok(Schedule::Manual), Schedule::parse);
-            let next = schedule.ok().and_then(|s| s.next(Some(planned), woke));
+            let zone = record_zone(&record);
+            let next = schedule
+                .ok()
+                .and_then(|s| s.next(Some(planned), woke, zone));
             if next.is_none() && record.schedule.is_some() {
                 warn!("no next run can be computed after this one: the job will not fire again");
             }
@@ -293,16 +302,26 @@ impl Scheduler {
         Ok(())
     }
 
-    /// A new schedule for an active job, until the daemon restarts or its file changes.
+    /// A new schedule for an active job, until the daemon restarts or its file changes. Its
+    /// cron fields are read in `timezone` when given, else in the job's zone as it is now.
     pub async fn reschedule(
         self: &Arc<Self>,
         name: &str,
         text: &str,
+        timezone: Option<&str>,
     ) -> Result<JobRecord, SchedulerError> {
         // A bad schedule is reported before an unknown job (api.md 3).
         let schedule = Schedule::parse(text).map_err(SchedulerError::BadSchedule)?;
+        let given = timezone
+            .map(str::parse::<Zone>)
+            .transpose()
+            .map_err(SchedulerError::BadSchedule)?;
         let def = self.def(name)?;
-        let next_run_at = schedule.next(None, Utc::now());
+        let zone = match given {
+            Some(zone) => zone,
+            None => self.zone_now(name, &def).await?,
+        };
+        let next_run_at = schedule.next(None, Utc::now(), zone);
         if next_run_at.is_none() && !matches!(schedule, Schedule::Manual) {
             return Err(SchedulerError::BadSchedule(format!(
                 "schedule {:?} has no next run that can be represented",
@@ -313,6 +332,7 @@ impl Scheduler {
             name: name.to_string(),
             schedule: schedule_text(&schedule),
             kind: schedule.kind(),
+            timezone: zone.name().to_string(),
             active: def.active,
             next_run_at,
         };
@@ -323,6 +343,12 @@ impl Scheduler {
             .job(name)
             .await?
             .ok_or_else(|| SchedulerError::NotFound(name.into()))
+    }
+
+    /// The zone the job's record has now (a re-schedule may have changed it), else its file's.
+    async fn zone_now(&self, name: &str, def: &JobDef) -> Result<Zone, SchedulerError> {
+        let record = self.store.job(name).await?;
+        Ok(record.map_or(def.timezone, |r| record_zone(&r)))
     }
 
     /// Makes the job's timer read its record again, starting one if the job had none.
@@ -383,6 +409,15 @@ impl Scheduler {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
+}
+
+/// The zone a record names. Only dpsd writes it, from a name it parsed; one it does not know
+/// (a record written by a dpsd with a newer tz database) is read as UTC, and said so.
+fn record_zone(record: &JobRecord) -> Zone {
+    record.timezone.parse().unwrap_or_else(|e| {
+        warn!(job = %record.name, "{e}: its cron fields are read in UTC");
+        Zone::UTC
+    })
 }
 
 fn schedule_text(schedule: &Schedule) -> Option<String> {

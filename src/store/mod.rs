@@ -158,6 +158,8 @@ pub struct JobRecord {
     pub schedule: Option<String>,
     #[serde(rename = "type")]
     pub kind: JobKind,
+    /// The IANA zone its cron fields are read in (`UTC` for records older than zones).
+    pub timezone: String,
     pub active: bool,
     pub next_run_at: Option<DateTime<Utc>>,
     pub last_run_at: Option<DateTime<Utc>>,
@@ -176,6 +178,7 @@ pub struct JobDefinition {
     pub name: String,
     pub schedule: Option<String>,
     pub kind: JobKind,
+    pub timezone: String,
     pub active: bool,
     pub next_run_at: Option<DateTime<Utc>>,
 }
@@ -451,6 +454,7 @@ mod tests {
             name: "tick".into(),
             schedule: Some("5s".into()),
             kind: JobKind::Interval,
+            timezone: "UTC".into(),
             active: true,
             next_run_at: Some(at),
             last_run_at: None,
@@ -464,7 +468,7 @@ mod tests {
         assert_eq!(
             serde_json::to_string(&record).expect("serializes"),
             concat!(
-                r#"{"name":"tick","schedule":"5s","type":"interval","active":true,"#,
+                r#"{"name":"tick","schedule":"5s","type":"interval","timezone":"UTC","active":true,"#,
                 r#""nextRunAt":"1970-01-01T00:00:00Z","lastRunAt":null,"#,
                 r#""lastFinishedAt":"1970-01-01T00:00:00Z","lastStatus":"failed","failCount":1,"#,
                 r#""failReason":"exit status 3","lockedAt":null,"lockedBy":null}"#

@@ -11,7 +11,7 @@ use super::{parse_ts, ts, EmbeddedStore};
 use crate::config::JobKind;
 use crate::store::{JobDefinition, JobRecord, RunOutcome, RunStatus, StoreError, StoredText};
 
-const JOB_COLUMNS: &str = "SELECT name, schedule, type, active, next_run_at, last_run_at, last_finished_at, last_status, fail_count, fail_reason, locked_at, locked_by FROM jobs";
+const JOB_COLUMNS: &str = "SELECT name, schedule, type, active, next_run_at, last_run_at, last_finished_at, last_status, fail_count, fail_reason, locked_at, locked_by, timezone FROM jobs";
 
 pub async fn job(store: &EmbeddedStore, name: &str) -> Result<Option<JobRecord>, StoreError> {
     let name = name.to_string();
@@ -43,9 +43,9 @@ pub async fn define(store: &EmbeddedStore, definition: &JobDefinition) -> Result
     let kind = d.kind.as_str();
     store.write(move |c| {
         c.execute(
-            "INSERT INTO jobs (name, schedule, type, active, next_run_at) VALUES (?1, ?2, ?3, ?4, ?5)
-             ON CONFLICT (name) DO UPDATE SET schedule = ?2, type = ?3, active = ?4, next_run_at = ?5",
-            params![d.name, d.schedule, kind, d.active, d.next_run_at.map(ts)],
+            "INSERT INTO jobs (name, schedule, type, active, next_run_at, timezone) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT (name) DO UPDATE SET schedule = ?2, type = ?3, active = ?4, next_run_at = ?5, timezone = ?6",
+            params![d.name, d.schedule, kind, d.active, d.next_run_at.map(ts), d.timezone],
         )
     })
     .await
@@ -136,6 +136,7 @@ struct RawJob {
     fail_reason: Option<String>,
     locked_at: Option<String>,
     locked_by: Option<String>,
+    timezone: Option<String>,
 }
 
 fn job_row(r: &Row) -> rusqlite::Result<RawJob> {
@@ -150,6 +151,7 @@ fn job_row(r: &Row) -> rusqlite::Result<RawJob> {
         fail_reason: r.get(9)?,
         locked_at: r.get(10)?,
         locked_by: r.get(11)?,
+        timezone: r.get(12)?,
     })
 }
 
@@ -170,6 +172,7 @@ impl RawJob {
                 .transpose()?,
             name: self.name,
             schedule: self.schedule,
+            timezone: self.timezone.unwrap_or_else(|| "UTC".into()),
             active: self.active,
             fail_count: self.fail_count,
             fail_reason: self.fail_reason,
@@ -222,6 +225,7 @@ mod tests {
             name: "tick".into(),
             schedule: Some("00 02 * * *".into()),
             kind: JobKind::Cron,
+            timezone: "UTC".into(),
             active: true,
             next_run_at: None,
         };

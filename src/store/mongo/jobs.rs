@@ -44,6 +44,7 @@ pub async fn define(
         "$set": {
             "schedule": definition.schedule.as_deref(),
             "type": definition.kind.as_str(),
+            "timezone": &definition.timezone,
             "active": definition.active,
             "nextRunAt": date(definition.next_run_at),
         },
@@ -133,6 +134,7 @@ fn record(d: &Document) -> Result<JobRecord, StoreError> {
         kind: d
             .get_str("type")
             .map_or(Ok(JobKind::Manual), JobKind::from_stored)?,
+        timezone: text("timezone").unwrap_or_else(|| "UTC".into()),
         active: d.get_bool("active").unwrap_or(true),
         next_run_at: when("nextRunAt"),
         last_run_at: when("lastRunAt"),
