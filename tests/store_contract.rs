@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use chrono::{Duration, DurationRound, Utc};
-use dpsd::config::{JobKind, MongoSettings};
+use dpsd::config::{CatchUp, JobKind, MongoSettings};
 use dpsd::store::{
     EmbeddedStore, JobDefinition, MongoStore, ParkedBody, ParkedMessage, RunOutcome, RunStatus,
     Stage, Status, Store,
@@ -262,8 +262,10 @@ async fn jobs_are_defined_claimed_once_locked_and_finished(store: &dyn Store) {
         schedule: Some("5s".into()),
         kind: JobKind::Interval,
         timezone: "Europe/Berlin".into(),
+        catch_up: CatchUp::Skip,
         active: true,
         next_run_at: next,
+        keep_planned: false,
     };
     store
         .define_job(&definition(Some(planned)))
@@ -275,6 +277,7 @@ async fn jobs_are_defined_claimed_once_locked_and_finished(store: &dyn Store) {
         (Some(planned), 0, None)
     );
     assert_eq!(job.timezone, "Europe/Berlin");
+    assert_eq!(job.catch_up, CatchUp::Skip);
 
     // Two hosts race for the occurrence: exactly one wins.
     let next = planned + Duration::seconds(5);
@@ -369,6 +372,22 @@ async fn jobs_are_defined_claimed_once_locked_and_finished(store: &dyn Store) {
         (Some(RunStatus::Ok), 1, Some(t))
     );
 
+    // A definition that keeps the plan leaves the stored nextRunAt as another host left it.
+    let kept = store
+        .job("tick")
+        .await
+        .expect("read")
+        .expect("exists")
+        .next_run_at;
+    store
+        .define_job(&JobDefinition {
+            keep_planned: true,
+            ..definition(Some(now() + Duration::hours(1)))
+        })
+        .await
+        .expect("redefine keeping the plan");
+    let job = store.job("tick").await.expect("read").expect("exists");
+    assert_eq!(job.next_run_at, kept);
     // Redefining keeps the run record; a manual job has no next run.
     store.define_job(&definition(None)).await.expect("redefine");
     let redefined = store.job("tick").await.expect("read").expect("exists");
@@ -379,8 +398,10 @@ async fn jobs_are_defined_claimed_once_locked_and_finished(store: &dyn Store) {
             schedule: None,
             kind: JobKind::Manual,
             timezone: "UTC".into(),
+            catch_up: CatchUp::Once,
             active: false,
             next_run_at: None,
+            keep_planned: false,
         })
         .await
         .expect("define");

@@ -7,7 +7,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::problem::{Problem, Problems};
-use super::schedule::Schedule;
+use super::schedule::{CatchUp, Schedule};
 use super::worker::{file_stem_name, queue_name_problem};
 use super::zone::Zone;
 
@@ -20,6 +20,8 @@ struct JobFile {
     schedule: Option<String>,
     #[serde(default)]
     timezone: Option<String>,
+    #[serde(default)]
+    catch_up: CatchUp,
     #[serde(default = "yes")]
     active: bool,
     #[serde(default)]
@@ -56,6 +58,8 @@ pub struct JobDef {
     pub schedule: Schedule,
     /// The zone its cron fields are read in: its `timezone`, else `scheduler.timezone`.
     pub timezone: Zone,
+    /// What to do about occurrences missed while no daemon ran or the job was paused.
+    pub catch_up: CatchUp,
     pub active: bool,
     pub action: JobAction,
 }
@@ -114,6 +118,7 @@ pub fn load_job(path: &Path, default_zone: Zone) -> Result<JobDef, Problems> {
             file: path.to_path_buf(),
             schedule,
             timezone,
+            catch_up: file.catch_up,
             active: file.active,
             action,
         }),
@@ -204,6 +209,12 @@ mod tests {
         let job =
             load("schedule: '0 9 * * *'\ntimezone: Europe/Berlin\nexec: [x]\n").expect("valid");
         assert_eq!(job.timezone.name(), "Europe/Berlin");
+        assert_eq!(job.catch_up, CatchUp::Once);
+        let job = load("schedule: 1h\ncatch_up: skip\nexec: [x]\n").expect("valid");
+        assert_eq!(job.catch_up, CatchUp::Skip);
+        let err = load("schedule: 1h\nexec: [x]\ncatch_up: twice\n").unwrap_err();
+        assert_eq!(err.0[0].line, Some(3), "{err}");
+        assert!(err.to_string().contains("unknown variant `twice`"), "{err}");
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("j.yaml");
         std::fs::write(&path, "schedule: '0 9 * * *'\nexec: [x]\n").expect("write");

@@ -30,7 +30,7 @@ pub use job::{load_job, JobAction, JobDef};
 pub use problem::{line_of, Problem, Problems};
 pub use replica::{ReplicaRuntime, ReplicaSpec};
 pub use retry::{delay_queue, RetryPolicy};
-pub use schedule::{JobKind, Schedule};
+pub use schedule::{CatchUp, JobKind, Schedule};
 pub use service::{Builtin, ExecSpec, HttpSpec, ServiceDef, ServiceSpec};
 pub use settings::*;
 pub use snapshot::{Loaded, Snapshot};

@@ -5,7 +5,7 @@ use std::fmt;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::zone::Zone;
 
@@ -32,6 +32,25 @@ impl JobKind {
             JobKind::Interval => "interval",
             JobKind::Cron => "cron",
             JobKind::Manual => "manual",
+        }
+    }
+}
+
+/// What a job does about occurrences that went by while no daemon ran it, or while it was
+/// paused (SPEC 5.1): `once` runs one of them at once, `skip` plans the next future one.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CatchUp {
+    #[default]
+    Once,
+    Skip,
+}
+
+impl CatchUp {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CatchUp::Once => "once",
+            CatchUp::Skip => "skip",
         }
     }
 }

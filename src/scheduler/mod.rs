@@ -16,7 +16,7 @@ use tokio::task::JoinHandle;
 use tracing::{error, info, warn, Instrument};
 
 use crate::broker::Outbox;
-use crate::config::{JobAction, JobDef, Schedule, Zone};
+use crate::config::{CatchUp, JobAction, JobDef, Schedule, Zone};
 use crate::store::{JobDefinition, JobRecord, RunOutcome, Store, StoreError};
 
 /// A timer re-reads its job at least this often, to see re-schedules made on other hosts.
@@ -127,8 +127,10 @@ impl Scheduler {
         self.fires && def.active
     }
 
-    /// Writes a job's definition, keeping its planned next run when the schedule is the same
-    /// and still ahead (a daemon restart does not shift an interval job).
+    /// Writes a job's definition. A job whose schedule and zone are the same as stored keeps
+    /// its plan (a daemon restart does not shift an interval job); when that plan went by while
+    /// no daemon ran it, its `catch_up` decides what comes next (`catch_up`). Any other job is
+    /// planned afresh from now.
     async fn define(&self, def: &JobDef) -> Result<(), StoreError> {
         let text = schedule_text(&def.schedule);
         let now = Utc::now();
@@ -137,16 +139,10 @@ impl Scheduler {
             self.release_if_dead(&def.name, holder).await?;
         }
         let zone = def.timezone.name();
-        let next_run_at = match existing {
-            Some(r)
-                if r.schedule == text
-                    && r.timezone == zone
-                    && r.next_run_at.is_some_and(|t| t > now) =>
-            {
-                r.next_run_at
-            }
-            _ => def.schedule.next(None, now, def.timezone),
-        };
+        let kept = existing
+            .filter(|r| r.schedule == text && r.timezone == zone)
+            .and_then(|r| r.next_run_at);
+        let next_run_at = kept.or_else(|| def.schedule.next(None, now, def.timezone));
         if next_run_at.is_none() && !matches!(def.schedule, Schedule::Manual) {
             warn!(job = %def.name, schedule = %def.schedule, "no next run can be computed: the job will not fire");
         }
@@ -155,10 +151,50 @@ impl Scheduler {
             schedule: text,
             kind: def.schedule.kind(),
             timezone: zone.to_string(),
+            catch_up: def.catch_up,
             active: def.active,
             next_run_at,
+            keep_planned: kept.is_some(),
         };
-        self.store.define_job(&definition).await
+        self.store.define_job(&definition).await?;
+        match kept {
+            // Only a host that fires jobs decides about a missed plan: `dpsd job run` and a host
+            // with `scheduler.active: false` leave it to one that does.
+            Some(planned) if planned <= now && self.fires => {
+                self.catch_up(def, planned, now).await.map(drop)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// An occurrence planned for `planned` went by while no daemon ran the job (or while it
+    /// was paused). `once` moves the plan to now, so the timer runs it at once and an interval
+    /// counts again from that run; `skip` moves it to the next future occurrence. The move is
+    /// the same conditional update that takes an occurrence: of hosts starting together, one
+    /// makes it, and the run it plans is then taken by one timer, as any occurrence is.
+    /// Returns whether this host made the move.
+    async fn catch_up(
+        &self,
+        def: &JobDef,
+        planned: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let next = match def.catch_up {
+            CatchUp::Once => Some(now),
+            CatchUp::Skip => def.schedule.next(None, now, def.timezone),
+        };
+        let moved = self.store.advance_job(&def.name, planned, next).await?;
+        if moved {
+            match def.catch_up {
+                CatchUp::Once => {
+                    info!(job = %def.name, "catching up on the occurrence missed at {planned}: it runs now")
+                }
+                CatchUp::Skip => {
+                    info!(job = %def.name, "skipping the occurrence missed at {planned} (catch_up: skip)")
+                }
+            }
+        }
+        Ok(moved)
     }
 
     /// A lock held by an earlier dpsd process of this host that is gone (stopped mid-run)
@@ -333,8 +369,10 @@ impl Scheduler {
             schedule: schedule_text(&schedule),
             kind: schedule.kind(),
             timezone: zone.name().to_string(),
+            catch_up: def.catch_up,
             active: def.active,
             next_run_at,
+            keep_planned: false,
         };
         self.store.define_job(&definition).await?;
         self.wake_timer(name, &def);

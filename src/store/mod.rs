@@ -15,7 +15,7 @@ use serde_json::Value;
 pub use embedded::{EmbeddedStore, FILE as EMBEDDED_FILE};
 pub use mongo::MongoStore;
 
-use crate::config::{JobKind, StoreSettings};
+use crate::config::{CatchUp, JobKind, StoreSettings};
 
 /// The outcome of one worker's handling of one execution.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -160,6 +160,8 @@ pub struct JobRecord {
     pub kind: JobKind,
     /// The IANA zone its cron fields are read in (`UTC` for records older than zones).
     pub timezone: String,
+    /// `once` (also for records older than catch-up) or `skip`.
+    pub catch_up: CatchUp,
     pub active: bool,
     pub next_run_at: Option<DateTime<Utc>>,
     pub last_run_at: Option<DateTime<Utc>>,
@@ -179,8 +181,14 @@ pub struct JobDefinition {
     pub schedule: Option<String>,
     pub kind: JobKind,
     pub timezone: String,
+    pub catch_up: CatchUp,
     pub active: bool,
+    /// The planned next run of a new record, and of an existing one unless `keep_planned`.
     pub next_run_at: Option<DateTime<Utc>>,
+    /// Leaves an existing record's `nextRunAt` as it is in the store: a host defining a job
+    /// whose plan it keeps must not write back a value another host has moved on since (it
+    /// would hand out a taken occurrence again).
+    pub keep_planned: bool,
 }
 
 /// How a job's last run ended, as its record's `lastStatus` (SPEC 5.2): `ok` or `failed`.
@@ -267,6 +275,15 @@ impl StoredText for Status {
 impl StoredText for JobKind {
     const WHAT: &'static str = "job type";
     const ALL: &'static [JobKind] = &[JobKind::Interval, JobKind::Cron, JobKind::Manual];
+
+    fn text(self) -> &'static str {
+        self.as_str()
+    }
+}
+
+impl StoredText for CatchUp {
+    const WHAT: &'static str = "job catch-up";
+    const ALL: &'static [CatchUp] = &[CatchUp::Once, CatchUp::Skip];
 
     fn text(self) -> &'static str {
         self.as_str()
@@ -455,6 +472,7 @@ mod tests {
             schedule: Some("5s".into()),
             kind: JobKind::Interval,
             timezone: "UTC".into(),
+            catch_up: CatchUp::Once,
             active: true,
             next_run_at: Some(at),
             last_run_at: None,
@@ -468,7 +486,7 @@ mod tests {
         assert_eq!(
             serde_json::to_string(&record).expect("serializes"),
             concat!(
-                r#"{"name":"tick","schedule":"5s","type":"interval","timezone":"UTC","active":true,"#,
+                r#"{"name":"tick","schedule":"5s","type":"interval","timezone":"UTC","catchUp":"once","active":true,"#,
                 r#""nextRunAt":"1970-01-01T00:00:00Z","lastRunAt":null,"#,
                 r#""lastFinishedAt":"1970-01-01T00:00:00Z","lastStatus":"failed","failCount":1,"#,
                 r#""failReason":"exit status 3","lockedAt":null,"lockedBy":null}"#

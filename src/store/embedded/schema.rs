@@ -33,6 +33,8 @@ CREATE TABLE IF NOT EXISTS jobs (
 const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
     // Issue 19: the zone cron fields are read in; NULL reads as UTC.
     ("jobs", "timezone", "TEXT"),
+    // Issue 19: what to do about missed occurrences; NULL reads as `once`.
+    ("jobs", "catch_up", "TEXT"),
 ];
 
 /// Creates what is missing in one write transaction: processes opening a fresh file at once

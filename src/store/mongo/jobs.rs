@@ -8,7 +8,7 @@ use mongodb::options::IndexOptions;
 use mongodb::{Collection, IndexModel};
 
 use super::{classify, integer, time};
-use crate::config::JobKind;
+use crate::config::{CatchUp, JobKind};
 use crate::store::{JobDefinition, JobRecord, RunOutcome, RunStatus, StoreError, StoredText};
 
 pub async fn ensure_indexes(jobs: &Collection<Document>) -> Result<(), StoreError> {
@@ -40,16 +40,21 @@ pub async fn define(
     jobs: &Collection<Document>,
     definition: &JobDefinition,
 ) -> Result<(), StoreError> {
-    let update = doc! {
-        "$set": {
-            "schedule": definition.schedule.as_deref(),
-            "type": definition.kind.as_str(),
-            "timezone": &definition.timezone,
-            "active": definition.active,
-            "nextRunAt": date(definition.next_run_at),
-        },
-        "$setOnInsert": {"failCount": 0_i64},
+    let mut set = doc! {
+        "schedule": definition.schedule.as_deref(),
+        "type": definition.kind.as_str(),
+        "timezone": &definition.timezone,
+        "catchUp": definition.catch_up.as_str(),
+        "active": definition.active,
     };
+    let mut on_insert = doc! {"failCount": 0_i64};
+    let planned = date(definition.next_run_at);
+    if definition.keep_planned {
+        on_insert.insert("nextRunAt", planned);
+    } else {
+        set.insert("nextRunAt", planned);
+    }
+    let update = doc! {"$set": set, "$setOnInsert": on_insert};
     jobs.update_one(doc! {"name": &definition.name}, update)
         .upsert(true)
         .await
@@ -135,6 +140,9 @@ fn record(d: &Document) -> Result<JobRecord, StoreError> {
             .get_str("type")
             .map_or(Ok(JobKind::Manual), JobKind::from_stored)?,
         timezone: text("timezone").unwrap_or_else(|| "UTC".into()),
+        catch_up: d
+            .get_str("catchUp")
+            .map_or(Ok(CatchUp::Once), CatchUp::from_stored)?,
         active: d.get_bool("active").unwrap_or(true),
         next_run_at: when("nextRunAt"),
         last_run_at: when("lastRunAt"),
