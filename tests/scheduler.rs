@@ -258,8 +258,6 @@ fn catch_up_once_runs_a_missed_occurrence_at_start_and_skip_does_not(env: TestEn
         .contains("catching up on the occurrence missed at"));
 }
 
-on_both_backends!(catch_up_once_runs_a_missed_occurrence_at_start_and_skip_does_not);
-
 #[test]
 fn two_daemons_starting_together_run_the_catch_up_once() {
     let env = TestEnv::new("catchuptwo");
@@ -280,3 +278,86 @@ fn two_daemons_starting_together_run_the_catch_up_once() {
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(stamps(&env.path("once")).len(), 1, "the catch-up ran twice");
 }
+
+fn post(env: &TestEnv, path: &str) -> u16 {
+    Client::new()
+        .post(env.api(path))
+        .send()
+        .map(|r| r.status().as_u16())
+        .unwrap_or(0)
+}
+
+/// Waits `seconds` (a span in which a 1-second job would fire), then returns the runs.
+fn runs_after(file: &Path, seconds: i64) -> usize {
+    let until = Utc::now() + chrono::Duration::seconds(seconds);
+    wait_for("the span to pass", Duration::from_secs(30), || {
+        Utc::now() > until
+    });
+    stamps(file).len()
+}
+
+fn a_pause_holds_across_a_restart_and_a_file_edit_until_resumed(env: TestEnv) {
+    let file = env.path("runs");
+    env.write_job("tick", &stamping_job("1 second", &file));
+    let daemon = env.start_daemon();
+    wait_for("a run", Duration::from_secs(15), || {
+        !stamps(&file).is_empty()
+    });
+    assert_eq!(post(&env, "/api/job/pause/tick"), 200);
+    assert_eq!(post(&env, "/api/job/pause/tick"), 200, "idempotent");
+    assert_eq!(status(&env, "tick")["paused"], true);
+    // A run taken just before the pause may still finish; none starts after it.
+    let paused = runs_after(&file, 1);
+    assert_eq!(runs_after(&file, 3), paused, "a paused job fired");
+
+    stop(&env, daemon);
+    env.start_daemon();
+    env.wait_api();
+    assert_eq!(
+        status(&env, "tick")["paused"],
+        true,
+        "the pause outlives a restart"
+    );
+    env.write_job("tick", &stamping_job("2 seconds", &file));
+    wait_for("the edit applied", Duration::from_secs(10), || {
+        status(&env, "tick")["schedule"] == "2 seconds"
+    });
+    assert_eq!(
+        status(&env, "tick")["paused"],
+        true,
+        "the pause outlives an edit"
+    );
+    assert_eq!(runs_after(&file, 3), paused, "a paused job fired");
+
+    // An explicit start still runs it.
+    assert_eq!(post(&env, "/api/job/start/tick"), 200);
+    wait_for("the started run", Duration::from_secs(10), || {
+        stamps(&file).len() == paused + 1
+    });
+    // Resumed, it catches up on the occurrence missed meanwhile at once, then fires on.
+    assert_eq!(post(&env, "/api/job/resume/tick"), 200);
+    assert_eq!(post(&env, "/api/job/resume/tick"), 200, "idempotent");
+    assert_eq!(status(&env, "tick")["paused"], false);
+    wait_for("runs again", Duration::from_secs(10), || {
+        stamps(&file).len() >= paused + 3
+    });
+    for path in ["/api/job/pause/nope", "/api/job/resume/nope"] {
+        assert_eq!(post(&env, path), 404, "{path}");
+    }
+
+    // Deleting the file removes the job and its pause.
+    assert_eq!(post(&env, "/api/job/pause/tick"), 200);
+    std::fs::remove_file(env.path("jobs.d/tick.yaml")).expect("remove the job file");
+    wait_for("the job gone", Duration::from_secs(10), || {
+        status(&env, "tick")["name"].is_null()
+    });
+    env.write_job("tick", &stamping_job("1 second", &file));
+    wait_for("the job back", Duration::from_secs(10), || {
+        status(&env, "tick")["paused"] == false
+    });
+}
+
+on_both_backends!(
+    catch_up_once_runs_a_missed_occurrence_at_start_and_skip_does_not,
+    a_pause_holds_across_a_restart_and_a_file_edit_until_resumed,
+);

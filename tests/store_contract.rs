@@ -302,6 +302,61 @@ async fn jobs_are_defined_claimed_once_locked_and_finished(store: &dyn Store) {
         Some(next)
     );
 
+    // A paused job's occurrence is taken by no host; its plan is moved only as a paused
+    // job's; the pause outlives a definition and ends with resume. Unknown jobs: false.
+    assert!(!job.paused);
+    assert!(store.set_job_paused("tick", true).await.expect("pause"));
+    assert!(store
+        .set_job_paused("tick", true)
+        .await
+        .expect("pause again"));
+    let later = next + Duration::seconds(5);
+    assert!(!store
+        .advance_job("tick", next, Some(later))
+        .await
+        .expect("advance"));
+    store
+        .define_job(&JobDefinition {
+            keep_planned: true,
+            ..definition(Some(next))
+        })
+        .await
+        .expect("redefine");
+    assert!(
+        store
+            .job("tick")
+            .await
+            .expect("read")
+            .expect("exists")
+            .paused
+    );
+    assert!(store
+        .replan_paused_job("tick", next, Some(later))
+        .await
+        .expect("replan"));
+    assert!(!store
+        .replan_paused_job("tick", next, Some(later))
+        .await
+        .expect("replan"));
+    assert!(store.set_job_paused("tick", false).await.expect("resume"));
+    assert!(
+        !store
+            .job("tick")
+            .await
+            .expect("read")
+            .expect("exists")
+            .paused
+    );
+    assert!(!store
+        .replan_paused_job("tick", later, Some(next))
+        .await
+        .expect("replan"));
+    assert!(store
+        .advance_job("tick", later, Some(next))
+        .await
+        .expect("advance"));
+    assert!(!store.set_job_paused("nope", true).await.expect("unknown"));
+
     let t = now();
     assert!(store
         .lock_job("tick", "host-a", t, t - Duration::minutes(10))

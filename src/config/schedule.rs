@@ -143,6 +143,27 @@ impl Schedule {
     }
 }
 
+impl Schedule {
+    /// The next `n` fire times: `first` (an occurrence already planned) when given, else
+    /// the first after `now`, each following one from the one before. Fewer when the
+    /// schedule runs out (a manual job has none).
+    pub fn upcoming(
+        &self,
+        first: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+        zone: Zone,
+        n: usize,
+    ) -> Vec<DateTime<Utc>> {
+        let mut times = Vec::with_capacity(n.min(1000));
+        let mut next = first.or_else(|| self.next(None, now, zone));
+        while let Some(at) = next.filter(|_| times.len() < n) {
+            times.push(at);
+            next = self.next(Some(at), at, zone);
+        }
+        times
+    }
+}
+
 /// How many matching wall-clock times `next_cron` looks at before giving up: those it
 /// passes over are the repeats of a fall-back (at most one per minute of the repeated span).
 const MAX_CRON_STEPS: usize = 10_000;
@@ -441,6 +462,23 @@ mod tests {
         // Intervals are elapsed time whatever the zone.
         let every = Schedule::parse("90 minutes").expect("interval");
         assert_eq!(every.next(None, at(10, 0, 0), berlin), Some(at(11, 30, 0)));
+    }
+
+    #[test]
+    fn upcoming_lists_fire_times_from_the_plan_or_from_now() {
+        let every = Schedule::parse("2s").expect("interval");
+        assert_eq!(
+            every.upcoming(Some(at(9, 0, 0)), at(10, 0, 0), Zone::UTC, 3),
+            [at(9, 0, 0), at(9, 0, 2), at(9, 0, 4)]
+        );
+        let berlin: Zone = "Europe/Berlin".parse().expect("zone");
+        let spring = Schedule::parse("30 2 * * *").expect("cron");
+        let times = spring.upcoming(None, utc(2026, 3, 28, 12, 0), berlin, 2);
+        assert_eq!(times, [utc(2026, 3, 29, 1, 0), utc(2026, 3, 30, 0, 30)]);
+        assert_eq!(berlin.show(times[0]), "2026-03-29T03:00:00+02:00");
+        assert!(Schedule::Manual
+            .upcoming(None, at(1, 0, 0), Zone::UTC, 5)
+            .is_empty());
     }
 
     #[test]

@@ -47,6 +47,50 @@ pub struct JobStatus {
     pub is_running: bool,
 }
 
+/// The next fire times of a job (`GET /api/job/preview`, `dpsd job preview`).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Preview {
+    pub name: String,
+    pub schedule: Option<String>,
+    pub timezone: String,
+    pub times: Vec<FireTime>,
+}
+
+/// One fire time, as UTC and as the wall-clock time of the job's zone at that instant (so at
+/// a spring-forward jump, the time it actually fires, not the skipped one).
+#[derive(Debug, Clone, Serialize)]
+pub struct FireTime {
+    pub utc: DateTime<Utc>,
+    pub local: String,
+}
+
+impl Preview {
+    /// The next `n` fire times of `schedule` read in `zone`: from `first` (the planned next
+    /// run) when given, else from now.
+    pub fn new(
+        name: &str,
+        schedule: &Schedule,
+        zone: Zone,
+        first: Option<DateTime<Utc>>,
+        n: usize,
+    ) -> Preview {
+        let times = schedule.upcoming(first, Utc::now(), zone, n);
+        Preview {
+            name: name.to_string(),
+            schedule: schedule_text(schedule),
+            timezone: zone.name().to_string(),
+            times: times
+                .into_iter()
+                .map(|utc| FireTime {
+                    utc,
+                    local: zone.show(utc),
+                })
+                .collect(),
+        }
+    }
+}
+
 pub struct Scheduler {
     store: Arc<dyn Store>,
     outbox: Arc<Outbox>,
@@ -160,8 +204,11 @@ impl Scheduler {
         match kept {
             // Only a host that fires jobs decides about a missed plan: `dpsd job run` and a host
             // with `scheduler.active: false` leave it to one that does.
+            // A paused job's plan is decided when it is resumed (the move fails while paused).
             Some(planned) if planned <= now && self.fires => {
-                self.catch_up(def, planned, now).await.map(drop)
+                let schedule = (&def.schedule, def.timezone);
+                let moved = self.catch_up(&def.name, def.catch_up, schedule, planned, now, false);
+                moved.await.map(drop)
             }
             _ => Ok(()),
         }
@@ -175,23 +222,35 @@ impl Scheduler {
     /// Returns whether this host made the move.
     async fn catch_up(
         &self,
-        def: &JobDef,
+        name: &str,
+        catch_up: CatchUp,
+        (schedule, zone): (&Schedule, Zone),
         planned: DateTime<Utc>,
         now: DateTime<Utc>,
+        paused: bool,
     ) -> Result<bool, StoreError> {
-        let next = match def.catch_up {
+        let next = match catch_up {
             CatchUp::Once => Some(now),
-            CatchUp::Skip => def.schedule.next(None, now, def.timezone),
+            CatchUp::Skip => schedule.next(None, now, zone),
         };
-        let moved = self.store.advance_job(&def.name, planned, next).await?;
-        if moved {
-            match def.catch_up {
-                CatchUp::Once => {
-                    info!(job = %def.name, "catching up on the occurrence missed at {planned}: it runs now")
-                }
-                CatchUp::Skip => {
-                    info!(job = %def.name, "skipping the occurrence missed at {planned} (catch_up: skip)")
-                }
+        let moved = if paused {
+            self.store.replan_paused_job(name, planned, next).await?
+        } else {
+            self.store.advance_job(name, planned, next).await?
+        };
+        match catch_up {
+            _ if !moved => {}
+            CatchUp::Once => {
+                info!(
+                    job = name,
+                    "catching up on the occurrence missed at {planned}: it runs now"
+                )
+            }
+            CatchUp::Skip => {
+                info!(
+                    job = name,
+                    "skipping the occurrence missed at {planned} (catch_up: skip)"
+                )
             }
         }
         Ok(moved)
@@ -245,6 +304,14 @@ impl Scheduler {
                 wake.notified().await;
                 continue;
             };
+            if record.paused {
+                // Resumed here (a wake) or on another host (seen at the next read).
+                tokio::select! {
+                    _ = tokio::time::sleep(REREAD) => {}
+                    _ = wake.notified() => {}
+                }
+                continue;
+            }
             // Sleep to the occurrence itself when it is near; re-read the record first when
             // woken (a re-schedule) or when it is far (a change made on another host).
             let wait = (planned - Utc::now()).to_std().unwrap_or_default();
@@ -277,7 +344,7 @@ impl Scheduler {
                     let job = name.clone();
                     tokio::spawn(async move { me.run(&job).await.map(drop) }.in_current_span());
                 }
-                Ok(false) => {} // another host took it
+                Ok(false) => {} // another host took it, or the job was paused meanwhile
                 Err(e) => {
                     warn!("cannot take the occurrence: {e}");
                     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -381,6 +448,85 @@ impl Scheduler {
             .job(name)
             .await?
             .ok_or_else(|| SchedulerError::NotFound(name.into()))
+    }
+
+    /// Pauses an active job on every host: no occurrence of it is taken until it is resumed
+    /// (an explicit start still runs it). Idempotent.
+    pub async fn pause(self: &Arc<Self>, name: &str) -> Result<JobStatus, SchedulerError> {
+        let def = self.def(name)?;
+        if !self.store.set_job_paused(name, true).await? {
+            return Err(SchedulerError::NotFound(name.into()));
+        }
+        info!(job = name, "paused");
+        self.wake_timer(name, &def);
+        self.status(name).await
+    }
+
+    /// Resumes a paused job. An occurrence that went by while it was paused is dealt with
+    /// by its `catch_up`, decided while it is still paused so that no host's timer takes the
+    /// old plan first. Idempotent: resuming a job that is not paused changes nothing.
+    pub async fn resume(self: &Arc<Self>, name: &str) -> Result<JobStatus, SchedulerError> {
+        let def = self.def(name)?;
+        let record = self
+            .store
+            .job(name)
+            .await?
+            .ok_or_else(|| SchedulerError::NotFound(name.into()))?;
+        if !record.paused {
+            return Ok(self.with_running(record));
+        }
+        let now = Utc::now();
+        if let Some(planned) = record.next_run_at.filter(|p| *p <= now) {
+            let schedule = record
+                .schedule
+                .as_deref()
+                .map_or(Ok(Schedule::Manual), Schedule::parse)
+                .unwrap_or(Schedule::Manual);
+            let zone = record_zone(&record);
+            self.catch_up(name, record.catch_up, (&schedule, zone), planned, now, true)
+                .await?;
+        }
+        self.store.set_job_paused(name, false).await?;
+        info!(job = name, "resumed");
+        self.wake_timer(name, &def);
+        self.status(name).await
+    }
+
+    /// The next `n` fire times of an active job as its record plans them, or of `schedule`
+    /// and/or `timezone` given instead (a re-schedule not yet sent: nothing is changed).
+    pub async fn preview(
+        &self,
+        name: &str,
+        n: usize,
+        schedule: Option<&str>,
+        timezone: Option<&str>,
+    ) -> Result<Preview, SchedulerError> {
+        let given = schedule
+            .map(Schedule::parse)
+            .transpose()
+            .map_err(SchedulerError::BadSchedule)?;
+        let zone = timezone
+            .map(str::parse::<Zone>)
+            .transpose()
+            .map_err(SchedulerError::BadSchedule)?;
+        self.def(name)?;
+        let record = self
+            .store
+            .job(name)
+            .await?
+            .ok_or_else(|| SchedulerError::NotFound(name.into()))?;
+        let unchanged = given.is_none() && zone.is_none();
+        let schedule = match given {
+            Some(schedule) => schedule,
+            None => record
+                .schedule
+                .as_deref()
+                .map_or(Ok(Schedule::Manual), Schedule::parse)
+                .map_err(SchedulerError::BadSchedule)?,
+        };
+        let zone = zone.unwrap_or_else(|| record_zone(&record));
+        let first = record.next_run_at.filter(|_| unchanged);
+        Ok(Preview::new(name, &schedule, zone, first, n))
     }
 
     /// The zone the job's record has now (a re-schedule may have changed it), else its file's.

@@ -163,6 +163,8 @@ pub struct JobRecord {
     /// `once` (also for records older than catch-up) or `skip`.
     pub catch_up: CatchUp,
     pub active: bool,
+    /// Paused through the API: no host fires it. Kept by definitions (restarts, file edits).
+    pub paused: bool,
     pub next_run_at: Option<DateTime<Utc>>,
     pub last_run_at: Option<DateTime<Utc>>,
     pub last_finished_at: Option<DateTime<Utc>>,
@@ -354,13 +356,27 @@ pub trait Store: Send + Sync {
     async fn remove_job(&self, name: &str) -> Result<(), StoreError>;
 
     /// Takes the occurrence planned for `planned` by moving `nextRunAt` on to `next`, if no
-    /// one else did: of all the hosts that share the store, exactly one gets `true`.
+    /// one else did and the job is not paused: of all the hosts that share the store, exactly
+    /// one gets `true`, and none while the job is paused.
     async fn advance_job(
         &self,
         name: &str,
         planned: DateTime<Utc>,
         next: Option<DateTime<Utc>>,
     ) -> Result<bool, StoreError>;
+
+    /// The same move for a paused job (its plan decided before it is resumed): `true` for
+    /// the one host that made it.
+    async fn replan_paused_job(
+        &self,
+        name: &str,
+        planned: DateTime<Utc>,
+        next: Option<DateTime<Utc>>,
+    ) -> Result<bool, StoreError>;
+
+    /// Pauses or resumes a job on every host; `false` when there is no such job. Setting the
+    /// state it has already is no change and no error.
+    async fn set_job_paused(&self, name: &str, paused: bool) -> Result<bool, StoreError>;
 
     /// Marks the job running on `host`, unless it already runs (a lock older than
     /// `stale_before` belonged to a host that died and is taken over).
@@ -474,6 +490,7 @@ mod tests {
             timezone: "UTC".into(),
             catch_up: CatchUp::Once,
             active: true,
+            paused: false,
             next_run_at: Some(at),
             last_run_at: None,
             last_finished_at: Some(at),
@@ -486,7 +503,7 @@ mod tests {
         assert_eq!(
             serde_json::to_string(&record).expect("serializes"),
             concat!(
-                r#"{"name":"tick","schedule":"5s","type":"interval","timezone":"UTC","catchUp":"once","active":true,"#,
+                r#"{"name":"tick","schedule":"5s","type":"interval","timezone":"UTC","catchUp":"once","active":true,"paused":false,"#,
                 r#""nextRunAt":"1970-01-01T00:00:00Z","lastRunAt":null,"#,
                 r#""lastFinishedAt":"1970-01-01T00:00:00Z","lastStatus":"failed","failCount":1,"#,
                 r#""failReason":"exit status 3","lockedAt":null,"lockedBy":null}"#

@@ -11,7 +11,7 @@ use super::{parse_ts, ts, EmbeddedStore};
 use crate::config::{CatchUp, JobKind};
 use crate::store::{JobDefinition, JobRecord, RunOutcome, RunStatus, StoreError, StoredText};
 
-const JOB_COLUMNS: &str = "SELECT name, schedule, type, active, next_run_at, last_run_at, last_finished_at, last_status, fail_count, fail_reason, locked_at, locked_by, timezone, catch_up FROM jobs";
+const JOB_COLUMNS: &str = "SELECT name, schedule, type, active, next_run_at, last_run_at, last_finished_at, last_status, fail_count, fail_reason, locked_at, locked_by, timezone, catch_up, paused FROM jobs";
 
 pub async fn job(store: &EmbeddedStore, name: &str) -> Result<Option<JobRecord>, StoreError> {
     let name = name.to_string();
@@ -62,18 +62,38 @@ pub async fn remove(store: &EmbeddedStore, name: &str) -> Result<(), StoreError>
         .map(drop)
 }
 
+/// Moves the plan from `planned` to `next` if it is still `planned` and the job's pause is
+/// `paused`.
 pub async fn advance(
     store: &EmbeddedStore,
     name: &str,
     planned: DateTime<Utc>,
     next: Option<DateTime<Utc>>,
+    paused: bool,
 ) -> Result<bool, StoreError> {
     let name = name.to_string();
     let changed = store
         .write(move |c| {
             c.execute(
-                "UPDATE jobs SET next_run_at = ?3 WHERE name = ?1 AND next_run_at = ?2",
-                params![name, ts(planned), next.map(ts)],
+                "UPDATE jobs SET next_run_at = ?3 WHERE name = ?1 AND next_run_at = ?2 AND paused = ?4",
+                params![name, ts(planned), next.map(ts), paused],
+            )
+        })
+        .await?;
+    Ok(changed == 1)
+}
+
+pub async fn set_paused(
+    store: &EmbeddedStore,
+    name: &str,
+    paused: bool,
+) -> Result<bool, StoreError> {
+    let name = name.to_string();
+    let changed = store
+        .write(move |c| {
+            c.execute(
+                "UPDATE jobs SET paused = ?2 WHERE name = ?1",
+                params![name, paused],
             )
         })
         .await?;
@@ -140,6 +160,7 @@ struct RawJob {
     locked_by: Option<String>,
     timezone: Option<String>,
     catch_up: Option<String>,
+    paused: bool,
 }
 
 fn job_row(r: &Row) -> rusqlite::Result<RawJob> {
@@ -156,6 +177,7 @@ fn job_row(r: &Row) -> rusqlite::Result<RawJob> {
         locked_by: r.get(11)?,
         timezone: r.get(12)?,
         catch_up: r.get(13)?,
+        paused: r.get(14)?,
     })
 }
 
@@ -182,6 +204,7 @@ impl RawJob {
                 .as_deref()
                 .map_or(Ok(CatchUp::Once), CatchUp::from_stored)?,
             active: self.active,
+            paused: self.paused,
             fail_count: self.fail_count,
             fail_reason: self.fail_reason,
             locked_by: self.locked_by,

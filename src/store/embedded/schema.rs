@@ -35,6 +35,8 @@ const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
     ("jobs", "timezone", "TEXT"),
     // Issue 19: what to do about missed occurrences; NULL reads as `once`.
     ("jobs", "catch_up", "TEXT"),
+    // Issue 19: paused through the API, on every host sharing the file.
+    ("jobs", "paused", "INTEGER NOT NULL DEFAULT 0"),
 ];
 
 /// Creates what is missing in one write transaction: processes opening a fresh file at once

@@ -69,16 +69,37 @@ pub async fn remove(jobs: &Collection<Document>, name: &str) -> Result<(), Store
         .map_err(classify)
 }
 
+/// Moves the plan from `planned` to `next` if it is still `planned` and the job's pause is
+/// `paused` (a record without `paused` is not paused).
 pub async fn advance(
     jobs: &Collection<Document>,
     name: &str,
     planned: DateTime<Utc>,
     next: Option<DateTime<Utc>>,
+    paused: bool,
 ) -> Result<bool, StoreError> {
-    let filter = doc! {"name": name, "nextRunAt": bson::DateTime::from_chrono(planned)};
+    let mut filter = doc! {"name": name, "nextRunAt": bson::DateTime::from_chrono(planned)};
+    if paused {
+        filter.insert("paused", true);
+    } else {
+        filter.insert("paused", doc! {"$ne": true});
+    }
     let update = doc! {"$set": {"nextRunAt": date(next)}};
     let result = jobs.update_one(filter, update).await.map_err(classify)?;
     Ok(result.modified_count == 1)
+}
+
+pub async fn set_paused(
+    jobs: &Collection<Document>,
+    name: &str,
+    paused: bool,
+) -> Result<bool, StoreError> {
+    let update = doc! {"$set": {"paused": paused}};
+    let result = jobs
+        .update_one(doc! {"name": name}, update)
+        .await
+        .map_err(classify)?;
+    Ok(result.matched_count == 1)
 }
 
 pub async fn lock(
@@ -144,6 +165,7 @@ fn record(d: &Document) -> Result<JobRecord, StoreError> {
             .get_str("catchUp")
             .map_or(Ok(CatchUp::Once), CatchUp::from_stored)?,
         active: d.get_bool("active").unwrap_or(true),
+        paused: d.get_bool("paused").unwrap_or(false),
         next_run_at: when("nextRunAt"),
         last_run_at: when("lastRunAt"),
         last_finished_at: when("lastFinishedAt"),
