@@ -63,6 +63,13 @@ enum Command {
 enum JobCommand {
     /// Run job NAME's action once in the foreground, as the scheduler would
     Run { name: String },
+    /// The next fire times of job NAME, in UTC and in its timezone (from its file; no server)
+    Preview {
+        name: String,
+        /// How many fire times, 1 to 1000
+        #[arg(short = 'n', default_value_t = 10)]
+        n: u32,
+    },
 }
 
 #[derive(Subcommand)]
@@ -120,6 +127,7 @@ fn run(global: &Global, command: Command) -> Result<(), Failure> {
         Command::Job(JobCommand::Run { name }) => {
             runtime()?.block_on(commands::job_run(global, &name))
         }
+        Command::Job(JobCommand::Preview { name, n }) => commands::job_preview(global, &name, n),
         Command::Worker {
             name,
             replica,

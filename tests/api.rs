@@ -129,6 +129,45 @@ fn reschedule_shows_in_the_status() {
         get(&env, "/api/job/status/externalTestJob").1["type"],
         json!("cron")
     );
+
+    // A cron read in another zone: 09:00 in Tokyo (UTC+9, no daylight saving) is 00:00 UTC.
+    let (status, body) = post(
+        &env,
+        "/api/job/schedule/externalTestJob",
+        json!({"interval": "0 9 * * *", "timezone": "Asia/Tokyo"}),
+    );
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, job) = get(&env, "/api/job/status/externalTestJob");
+    assert_eq!(job["timezone"], json!("Asia/Tokyo"), "{job}");
+    let next = job["nextRunAt"].as_str().expect("nextRunAt");
+    assert!(next.ends_with("T00:00:00Z"), "{job}");
+    // A later re-schedule without a zone keeps the job's.
+    post(
+        &env,
+        "/api/job/schedule/externalTestJob",
+        json!({"interval": "30 9 * * *"}),
+    );
+    let (_, job) = get(&env, "/api/job/status/externalTestJob");
+    assert_eq!(job["timezone"], json!("Asia/Tokyo"), "{job}");
+    assert!(
+        job["nextRunAt"]
+            .as_str()
+            .is_some_and(|t| t.ends_with("T00:30:00Z")),
+        "{job}"
+    );
+    let (status, body) = post(
+        &env,
+        "/api/job/schedule/externalTestJob",
+        json!({"interval": "0 9 * * *", "timezone": "Mars/Olympus"}),
+    );
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("unknown timezone"),
+        "{body}"
+    );
 }
 
 #[test]
@@ -674,4 +713,72 @@ fn replaying_to_a_queue_with_other_arguments_is_a_400_with_the_reason() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains(&format!("dpsd: {expected}")), "{stderr}");
+}
+
+#[test]
+fn preview_lists_next_fire_times_in_utc_and_the_jobs_zone() {
+    let env = TestEnv::new("apipreview");
+    daemon_with_jobs(&env);
+    let (status, preview) = get(&env, "/api/job/preview/externalTestJob?n=3");
+    assert_eq!(status, StatusCode::OK, "{preview}");
+    let times = preview["times"].as_array().expect("times");
+    assert_eq!(times.len(), 3, "{preview}");
+    let (_, job) = get(&env, "/api/job/status/externalTestJob");
+    let first: chrono::DateTime<chrono::Utc> = times[0]["utc"]
+        .as_str()
+        .expect("utc")
+        .parse()
+        .expect("date");
+    let planned: chrono::DateTime<chrono::Utc> = job["nextRunAt"]
+        .as_str()
+        .expect("nextRunAt")
+        .parse()
+        .expect("date");
+    assert_eq!(first, planned, "the first is the planned run");
+    assert_eq!(preview["timezone"], json!("UTC"));
+
+    // An unapplied schedule: the spring-forward night of Berlin shows the jump.
+    let url = "/api/job/preview/externalTestJob?n=1000&schedule=30%202%20*%20*%20*&timezone=Europe/Berlin";
+    let (status, preview) = get(&env, url);
+    assert_eq!(status, StatusCode::OK, "{preview}");
+    let times = preview["times"].as_array().expect("times");
+    assert_eq!(times.len(), 1000);
+    // 02:30 is skipped one night a year: it fires at the jump, 03:00 CEST (01:00 UTC).
+    let jump = times
+        .iter()
+        .find(|t| {
+            t["local"]
+                .as_str()
+                .is_some_and(|l| l.ends_with("T03:00:00+02:00"))
+        })
+        .expect("a spring-forward night");
+    assert!(
+        jump["utc"]
+            .as_str()
+            .is_some_and(|u| u.ends_with("T01:00:00Z")),
+        "{jump}"
+    );
+    // Nothing was applied.
+    let (_, after) = get(&env, "/api/job/status/externalTestJob");
+    assert_eq!(after["schedule"], json!("90 minutes"));
+
+    for bad in [
+        "n=0",
+        "n=1001",
+        "n=ten",
+        "schedule=whenever",
+        "timezone=Mars/Olympus",
+        "other=1",
+    ] {
+        let (status, body) = get(&env, &format!("/api/job/preview/externalTestJob?{bad}"));
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {body}");
+        assert!(body["error"].is_string(), "{bad}: {body}");
+    }
+    let (status, _) = get(&env, "/api/job/preview/nope");
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, manual) = get(&env, "/api/job/preview/testStage1");
+    assert_eq!(
+        (status, manual["times"].clone()),
+        (StatusCode::OK, json!([]))
+    );
 }

@@ -274,3 +274,62 @@ fn check_reports_an_interval_too_long() {
         "{text}"
     );
 }
+
+/// SPEC 5.1: an unknown timezone, in a job or as `scheduler.timezone`, is a configuration
+/// error naming the file and line.
+#[test]
+fn check_reports_an_unknown_timezone_with_file_and_line() {
+    let env = TestEnv::embedded("checkzone");
+    env.write_job(
+        "berlin",
+        "exec: [echo, hi]\nschedule: '0 9 * * *'\ntimezone: Europe/Berlin\n",
+    );
+    env.write_job(
+        "mars",
+        "exec: [echo, hi]\nschedule: '0 9 * * *'\ntimezone: Mars/Olympus\n",
+    );
+    let (code, text) = check(&env);
+    assert_eq!(code, 1, "{text}");
+    assert!(
+        text.contains("mars.yaml:3: unknown timezone \"Mars/Olympus\""),
+        "{text}"
+    );
+    assert!(!text.contains("berlin.yaml"), "{text}");
+
+    env.write_main("scheduler:\n  timezone: Europe/Atlantis\n");
+    let (code, text) = check(&env);
+    assert_eq!(code, 1, "{text}");
+    assert!(
+        text.contains("dpsd.yaml:") && text.contains("unknown timezone \"Europe/Atlantis\""),
+        "{text}"
+    );
+}
+
+#[test]
+fn job_preview_prints_fire_times_in_utc_and_the_jobs_zone() {
+    let env = TestEnv::embedded("jobpreview");
+    env.write_job(
+        "nightly",
+        "exec: [echo, hi]\nschedule: '30 2 * * *'\ntimezone: Europe/Berlin\n",
+    );
+    let out = env.run(&["job", "preview", "nightly", "-n", "400"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "job nightly: 30 2 * * * in Europe/Berlin");
+    assert_eq!(lines.len(), 401, "{text}");
+    // Within 400 days there is a spring-forward night: 02:30 then fires at 03:00 CEST.
+    assert!(
+        lines.iter().any(|l| l.ends_with("T03:00:00+02:00")),
+        "{text}"
+    );
+    assert!(lines[1..].iter().all(|l| l.contains("Z  ")), "{text}");
+    let out = env.run(&["job", "preview", "nightly", "-n", "0"]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = env.run(&["job", "preview", "nope"]);
+    assert_eq!(out.status.code(), Some(2));
+}

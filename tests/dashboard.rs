@@ -54,6 +54,19 @@ fn the_dashboard_drives_jobs_failed_messages_and_shows_workers() {
     env.wait_api();
 
     drive(&env, &["jobs", "testStage1", "externalTestJob"]);
+    drive(&env, &["pause", "externalTestJob"]);
+    drive(&env, &["resume", "externalTestJob"]);
+    // Tokyo keeps no daylight saving: 02:30 there is always 17:30 UTC the day before.
+    drive(
+        &env,
+        &[
+            "preview",
+            "externalTestJob",
+            "30 2 * * *",
+            "Asia/Tokyo",
+            "T02:30:00+09:00",
+        ],
+    );
     drive(&env, &["run", "testStage1"]);
     wait_for(
         "the job's message processed",

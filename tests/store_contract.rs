@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use chrono::{Duration, DurationRound, Utc};
-use dpsd::config::{JobKind, MongoSettings};
+use dpsd::config::{CatchUp, JobKind, MongoSettings};
 use dpsd::store::{
     EmbeddedStore, JobDefinition, MongoStore, ParkedBody, ParkedMessage, RunOutcome, RunStatus,
     Stage, Status, Store,
@@ -261,8 +261,11 @@ async fn jobs_are_defined_claimed_once_locked_and_finished(store: &dyn Store) {
         name: "tick".into(),
         schedule: Some("5s".into()),
         kind: JobKind::Interval,
+        timezone: "Europe/Berlin".into(),
+        catch_up: CatchUp::Skip,
         active: true,
         next_run_at: next,
+        keep_planned: false,
     };
     store
         .define_job(&definition(Some(planned)))
@@ -273,6 +276,8 @@ async fn jobs_are_defined_claimed_once_locked_and_finished(store: &dyn Store) {
         (job.next_run_at, job.fail_count, job.locked_by),
         (Some(planned), 0, None)
     );
+    assert_eq!(job.timezone, "Europe/Berlin");
+    assert_eq!(job.catch_up, CatchUp::Skip);
 
     // Two hosts race for the occurrence: exactly one wins.
     let next = planned + Duration::seconds(5);
@@ -296,6 +301,61 @@ async fn jobs_are_defined_claimed_once_locked_and_finished(store: &dyn Store) {
             .next_run_at,
         Some(next)
     );
+
+    // A paused job's occurrence is taken by no host; its plan is moved only as a paused
+    // job's; the pause outlives a definition and ends with resume. Unknown jobs: false.
+    assert!(!job.paused);
+    assert!(store.set_job_paused("tick", true).await.expect("pause"));
+    assert!(store
+        .set_job_paused("tick", true)
+        .await
+        .expect("pause again"));
+    let later = next + Duration::seconds(5);
+    assert!(!store
+        .advance_job("tick", next, Some(later))
+        .await
+        .expect("advance"));
+    store
+        .define_job(&JobDefinition {
+            keep_planned: true,
+            ..definition(Some(next))
+        })
+        .await
+        .expect("redefine");
+    assert!(
+        store
+            .job("tick")
+            .await
+            .expect("read")
+            .expect("exists")
+            .paused
+    );
+    assert!(store
+        .replan_paused_job("tick", next, Some(later))
+        .await
+        .expect("replan"));
+    assert!(!store
+        .replan_paused_job("tick", next, Some(later))
+        .await
+        .expect("replan"));
+    assert!(store.set_job_paused("tick", false).await.expect("resume"));
+    assert!(
+        !store
+            .job("tick")
+            .await
+            .expect("read")
+            .expect("exists")
+            .paused
+    );
+    assert!(!store
+        .replan_paused_job("tick", later, Some(next))
+        .await
+        .expect("replan"));
+    assert!(store
+        .advance_job("tick", later, Some(next))
+        .await
+        .expect("advance"));
+    assert!(!store.set_job_paused("nope", true).await.expect("unknown"));
 
     let t = now();
     assert!(store
@@ -367,6 +427,22 @@ async fn jobs_are_defined_claimed_once_locked_and_finished(store: &dyn Store) {
         (Some(RunStatus::Ok), 1, Some(t))
     );
 
+    // A definition that keeps the plan leaves the stored nextRunAt as another host left it.
+    let kept = store
+        .job("tick")
+        .await
+        .expect("read")
+        .expect("exists")
+        .next_run_at;
+    store
+        .define_job(&JobDefinition {
+            keep_planned: true,
+            ..definition(Some(now() + Duration::hours(1)))
+        })
+        .await
+        .expect("redefine keeping the plan");
+    let job = store.job("tick").await.expect("read").expect("exists");
+    assert_eq!(job.next_run_at, kept);
     // Redefining keeps the run record; a manual job has no next run.
     store.define_job(&definition(None)).await.expect("redefine");
     let redefined = store.job("tick").await.expect("read").expect("exists");
@@ -376,8 +452,11 @@ async fn jobs_are_defined_claimed_once_locked_and_finished(store: &dyn Store) {
             name: "other".into(),
             schedule: None,
             kind: JobKind::Manual,
+            timezone: "UTC".into(),
+            catch_up: CatchUp::Once,
             active: false,
             next_run_at: None,
+            keep_planned: false,
         })
         .await
         .expect("define");

@@ -208,6 +208,8 @@ values = ["$q_stage1", "$q_broken", "$q_broken.retry.200ms"]
 values = ["1 hour", "90 minutes", "1h 30m", "300000 years", "2562047788015215h", "99999999999999999999s",
   "00 02,10 * * *", "*/5 * * * 1-5", "0 0 * * 5L", "0 0 29 2 *", "0 0 31 2 *", "0 0 * * 1#5", "59 23 31 12 7",
   "1s", "100ms", "61 * * * *", "*/0 * * * *", "0 0 * * 7-0"]
+[dictionaries.zones]
+values = ["UTC", "Europe/Berlin", "America/New_York", "Australia/Lord_Howe", "Pacific/Apia", "Mars/Olympus"]
 
 [parameters]
 "path.name" = { dictionary = "names", probability = 0.5 }
@@ -215,6 +217,9 @@ values = ["1 hour", "90 minutes", "1h 30m", "300000 years", "2562047788015215h",
 "path.queue" = { dictionary = "queues", probability = 0.3 }
 "query.worker" = { dictionary = "workers", probability = 0.5 }
 "body.interval" = { dictionary = "schedules", probability = 0.5 }
+"body.timezone" = { dictionary = "zones", probability = 0.5 }
+"query.schedule" = { dictionary = "schedules", probability = 0.5 }
+"query.timezone" = { dictionary = "zones", probability = 0.5 }
 EOF
 
 seed_args=()

@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
-use dpsd::config::{load_job, queue_name_problem, JobAction};
+use dpsd::config::{load_job, queue_name_problem, JobAction, Zone};
 use dpsd::config::Schedule;
 use libfuzzer_sys::fuzz_target;
 
@@ -26,7 +26,7 @@ fuzz_target!(|data: &[u8]| {
     };
     let path = file();
     std::fs::write(path, text).expect("write job file");
-    let Ok(job) = load_job(path) else {
+    let Ok(job) = load_job(path, Zone::UTC) else {
         return;
     };
     assert_eq!(job.name, "fuzz_job");
@@ -42,14 +42,14 @@ fuzz_target!(|data: &[u8]| {
     // `first + every`, reached only at `first`: not asked here, as `first` may be in 100000
     // years and dpsd's dates end in year 262143.)
     let now = chrono::DateTime::from_timestamp(1_767_225_600, 0).expect("2026-01-01");
-    let first = job.schedule.next(None, now);
+    let first = job.schedule.next(None, now, job.timezone);
     match &job.schedule {
         Schedule::Manual => assert_eq!(first, None),
         Schedule::Interval { .. } => assert!(first.is_some_and(|first| first > now)),
         Schedule::Cron { .. } => {
             if let Some(first) = first {
                 assert!(first > now, "{first} is not after {now}");
-                let _ = job.schedule.next(Some(first), first);
+                let _ = job.schedule.next(Some(first), first, job.timezone);
             }
         }
     }

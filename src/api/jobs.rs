@@ -23,6 +23,9 @@ async fn status(
 #[serde(deny_unknown_fields)]
 struct NewSchedule {
     interval: String,
+    /// An IANA zone for the cron fields; absent: the job's zone as it is.
+    #[serde(default)]
+    timezone: Option<String>,
 }
 
 #[post("/api/job/schedule/{name}")]
@@ -31,8 +34,61 @@ async fn schedule(
     name: web::Path<String>,
     body: web::Json<NewSchedule>,
 ) -> Result<HttpResponse, ApiError> {
-    state.scheduler.reschedule(&name, &body.interval).await?;
+    state
+        .scheduler
+        .reschedule(&name, &body.interval, body.timezone.as_deref())
+        .await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({"ok": true})))
+}
+
+#[post("/api/job/pause/{name}")]
+async fn pause(state: web::Data<State>, name: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    state.scheduler.pause(&name).await?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({"ok": true})))
+}
+
+#[post("/api/job/resume/{name}")]
+async fn resume(
+    state: web::Data<State>,
+    name: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    state.scheduler.resume(&name).await?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({"ok": true})))
+}
+
+/// The most fire times one preview lists.
+const MAX_PREVIEW: u32 = 1000;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PreviewQuery {
+    n: Option<u32>,
+    schedule: Option<String>,
+    timezone: Option<String>,
+}
+
+#[get("/api/job/preview/{name}")]
+async fn preview(
+    state: web::Data<State>,
+    name: web::Path<String>,
+    query: web::Query<PreviewQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let n = query.n.unwrap_or(10);
+    if n == 0 || n > MAX_PREVIEW {
+        return Err(ApiError::BadRequest(format!(
+            "n must be between 1 and {MAX_PREVIEW}"
+        )));
+    }
+    let preview = state
+        .scheduler
+        .preview(
+            &name,
+            n as usize,
+            query.schedule.as_deref(),
+            query.timezone.as_deref(),
+        )
+        .await?;
+    Ok(HttpResponse::Ok().json(preview))
 }
 
 #[get("/api/jobs")]
@@ -45,5 +101,8 @@ pub fn routes(config: &mut web::ServiceConfig) {
         .service(start)
         .service(status)
         .service(schedule)
+        .service(preview)
+        .service(pause)
+        .service(resume)
         .service(list);
 }

@@ -10,7 +10,7 @@ mod worker;
 
 pub use check::check;
 pub use failed::{failed_delete, failed_list, failed_replay, Target};
-pub use job::job_run;
+pub use job::{job_preview, job_run};
 pub use run::run;
 pub use send::send;
 pub use worker::worker;

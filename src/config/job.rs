@@ -7,8 +7,9 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::problem::{Problem, Problems};
-use super::schedule::Schedule;
+use super::schedule::{CatchUp, Schedule};
 use super::worker::{file_stem_name, queue_name_problem};
+use super::zone::Zone;
 
 const DEFAULT_EXEC_TIMEOUT: Duration = Duration::from_secs(3600);
 
@@ -17,6 +18,10 @@ const DEFAULT_EXEC_TIMEOUT: Duration = Duration::from_secs(3600);
 struct JobFile {
     #[serde(default)]
     schedule: Option<String>,
+    #[serde(default)]
+    timezone: Option<String>,
+    #[serde(default)]
+    catch_up: CatchUp,
     #[serde(default = "yes")]
     active: bool,
     #[serde(default)]
@@ -51,6 +56,10 @@ pub struct JobDef {
     pub name: String,
     pub file: PathBuf,
     pub schedule: Schedule,
+    /// The zone its cron fields are read in: its `timezone`, else `scheduler.timezone`.
+    pub timezone: Zone,
+    /// What to do about occurrences missed while no daemon ran or the job was paused.
+    pub catch_up: CatchUp,
     pub active: bool,
     pub action: JobAction,
 }
@@ -72,7 +81,8 @@ pub enum JobAction {
     },
 }
 
-pub fn load_job(path: &Path) -> Result<JobDef, Problems> {
+/// Loads and validates one job file; `default_zone` is `scheduler.timezone`.
+pub fn load_job(path: &Path, default_zone: Zone) -> Result<JobDef, Problems> {
     let name = file_stem_name(path, "job")?;
     let text = std::fs::read_to_string(path)
         .map_err(|e| Problem::new(path, None, format!("cannot read: {e}")))?;
@@ -84,6 +94,14 @@ pub fn load_job(path: &Path) -> Result<JobDef, Problems> {
         Some(Err(message)) => {
             problems.push(Problem::near(path, &text, "schedule", message));
             Schedule::Manual
+        }
+    };
+    let timezone = match file.timezone.as_deref().map(str::parse::<Zone>) {
+        None => default_zone,
+        Some(Ok(zone)) => zone,
+        Some(Err(message)) => {
+            problems.push(Problem::near(path, &text, "timezone", message));
+            default_zone
         }
     };
     let base = path.parent().unwrap_or(Path::new("."));
@@ -99,6 +117,8 @@ pub fn load_job(path: &Path) -> Result<JobDef, Problems> {
             name,
             file: path.to_path_buf(),
             schedule,
+            timezone,
+            catch_up: file.catch_up,
             active: file.active,
             action,
         }),
@@ -160,7 +180,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("j.yaml");
         std::fs::write(&path, yaml).expect("write");
-        load_job(&path)
+        load_job(&path, Zone::UTC)
     }
 
     #[test]
@@ -185,6 +205,31 @@ mod tests {
     }
 
     #[test]
+    fn a_timezone_of_its_own_or_the_default() {
+        let job =
+            load("schedule: '0 9 * * *'\ntimezone: Europe/Berlin\nexec: [x]\n").expect("valid");
+        assert_eq!(job.timezone.name(), "Europe/Berlin");
+        assert_eq!(job.catch_up, CatchUp::Once);
+        let job = load("schedule: 1h\ncatch_up: skip\nexec: [x]\n").expect("valid");
+        assert_eq!(job.catch_up, CatchUp::Skip);
+        let err = load("schedule: 1h\nexec: [x]\ncatch_up: twice\n").unwrap_err();
+        assert_eq!(err.0[0].line, Some(3), "{err}");
+        assert!(err.to_string().contains("unknown variant `twice`"), "{err}");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("j.yaml");
+        std::fs::write(&path, "schedule: '0 9 * * *'\nexec: [x]\n").expect("write");
+        let tokyo: Zone = "Asia/Tokyo".parse().expect("zone");
+        assert_eq!(load_job(&path, tokyo).expect("valid").timezone, tokyo);
+        let err = load("exec: [x]\nschedule: '0 9 * * *'\ntimezone: Mars/Olympus\n").unwrap_err();
+        assert_eq!(err.0[0].line, Some(3), "{err}");
+        assert!(
+            err.to_string()
+                .contains("unknown timezone \"Mars/Olympus\""),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn mistakes_are_reported_on_their_line() {
         let err = load("exec: [x]\nschedule: whenever\n").unwrap_err();
         assert_eq!(err.0[0].line, Some(2), "{err}");
@@ -206,6 +251,9 @@ mod tests {
             assert!(err.to_string().contains("too long"), "{err}");
         }
         let job = load("schedule: 1000 years\nexec: [x]\n").expect("valid");
-        assert!(job.schedule.next(None, chrono::Utc::now()).is_some());
+        assert!(job
+            .schedule
+            .next(None, chrono::Utc::now(), job.timezone)
+            .is_some());
     }
 }

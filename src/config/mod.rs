@@ -13,6 +13,7 @@ mod settings;
 mod snapshot;
 mod watch;
 mod worker;
+mod zone;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -29,7 +30,7 @@ pub use job::{load_job, JobAction, JobDef};
 pub use problem::{line_of, Problem, Problems};
 pub use replica::{ReplicaRuntime, ReplicaSpec};
 pub use retry::{delay_queue, RetryPolicy};
-pub use schedule::{JobKind, Schedule};
+pub use schedule::{CatchUp, JobKind, Schedule};
 pub use service::{Builtin, ExecSpec, HttpSpec, ServiceDef, ServiceSpec};
 pub use settings::*;
 pub use snapshot::{Loaded, Snapshot};
@@ -38,6 +39,7 @@ pub use worker::{
     load_worker, parse_worker, queue_name_problem, resolve_follow_types, yaml_files, NamedService,
     WorkerDef,
 };
+pub use zone::Zone;
 
 /// Where the configuration comes from: the command line's `--config` and `--env`.
 #[derive(Debug, Clone, Default)]
@@ -171,7 +173,13 @@ impl Config {
 
     /// Every job file, each validated on its own.
     pub fn jobs(&self) -> (BTreeMap<String, JobDef>, Problems) {
-        load_dir(&self.settings.jobs_dir, "job", load_job, |j| &j.name)
+        let zone = self.settings.scheduler.zone();
+        load_dir(
+            &self.settings.jobs_dir,
+            "job",
+            |file| load_job(file, zone),
+            |j| &j.name,
+        )
     }
 }
 
@@ -308,6 +316,9 @@ fn resolve_paths(settings: &mut Settings, base: &Path) {
 fn validate_settings(path: &Path, text: &str, settings: &Settings, problems: &mut Problems) {
     let mut report =
         |key: &str, message: String| problems.push(Problem::near(path, text, key, message));
+    if let Err(message) = settings.scheduler.timezone.parse::<Zone>() {
+        report("timezone:", format!("scheduler.timezone: {message}"));
+    }
     let amqp = &settings.amqp;
     if amqp.url.0.is_empty() {
         report("url:", "amqp.url lists no node".into());
@@ -442,6 +453,25 @@ mod tests {
         assert_eq!(config.settings.amqp.url, AmqpSettings::default().url);
         assert_eq!(config.settings.workers_dir, files.0.path().join("w"));
         assert_eq!(config.settings.supervisor.shutdown_timeout.as_secs(), 30);
+    }
+
+    #[test]
+    fn the_scheduler_timezone_is_the_default_of_jobs_and_an_unknown_one_is_on_its_line() {
+        let files = Files::new("scheduler:\n  timezone: America/New_York\n");
+        files.add("jobs.d/a.yaml", "schedule: '0 9 * * *'\nexec: [x]\n");
+        files.add(
+            "jobs.d/b.yaml",
+            "schedule: '0 9 * * *'\ntimezone: UTC\nexec: [x]\n",
+        );
+        let config = files.load(None).expect("valid");
+        let (jobs, problems) = config.jobs();
+        assert!(problems.is_empty(), "{problems}");
+        assert_eq!(jobs["a"].timezone.name(), "America/New_York");
+        assert_eq!(jobs["b"].timezone, Zone::UTC);
+        let files = Files::new("scheduler:\n  active: true\n  timezone: Europe/Atlantis\n");
+        let err = files.load(None).unwrap_err();
+        assert_eq!(err.0[0].line, Some(3), "{err}");
+        assert!(err.to_string().contains("unknown timezone"), "{err}");
     }
 
     #[test]

@@ -1,11 +1,13 @@
-//! When a job fires: a human interval ("90 minutes") or a 5-field cron in UTC
-//! ("00 02,10 * * *"), or never on its own (manual jobs).
+//! When a job fires: a human interval ("90 minutes") or a 5-field cron read in the job's
+//! timezone ("00 02,10 * * *"), or never on its own (manual jobs).
 
 use std::fmt;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+
+use super::zone::Zone;
 
 /// The longest interval accepted. Longer ones mean nothing as a schedule, and one long
 /// enough (`300000 years`) has no next run that can be represented: adding it to a time
@@ -30,6 +32,25 @@ impl JobKind {
             JobKind::Interval => "interval",
             JobKind::Cron => "cron",
             JobKind::Manual => "manual",
+        }
+    }
+}
+
+/// What a job does about occurrences that went by while no daemon ran it, or while it was
+/// paused (SPEC 5.1): `once` runs one of them at once, `skip` plans the next future one.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CatchUp {
+    #[default]
+    Once,
+    Skip,
+}
+
+impl CatchUp {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CatchUp::Once => "once",
+            CatchUp::Skip => "skip",
         }
     }
 }
@@ -95,13 +116,16 @@ impl Schedule {
     }
 
     /// The first occurrence after the one planned for `planned` (or the first after `now`
-    /// for a new job). Occurrences that passed while nobody ran them are skipped, not
-    /// caught up on. None for a manual job, and for a next occurrence that cannot be
-    /// represented (never for a schedule `parse` accepted, from any `now` in practice).
+    /// for a new job). Occurrences that passed while nobody ran them are skipped here (the
+    /// scheduler's catch-up decides about those). Cron fields are read as wall-clock time in
+    /// `zone`; intervals are elapsed time whatever the zone. None for a manual job, and for a
+    /// next occurrence that cannot be represented (never for a schedule `parse` accepted,
+    /// from any `now` in practice).
     pub fn next(
         &self,
         planned: Option<DateTime<Utc>>,
         now: DateTime<Utc>,
+        zone: Zone,
     ) -> Option<DateTime<Utc>> {
         match self {
             Schedule::Manual => None,
@@ -112,9 +136,55 @@ impl Schedule {
                     .filter(|n| *n > now);
                 next.or_else(|| now.checked_add_signed(every))
             }
-            Schedule::Cron { cron, .. } => cron.next_after(planned.map_or(now, |p| p.max(now))),
+            Schedule::Cron { cron, .. } => {
+                next_cron(cron, zone, planned.map_or(now, |p| p.max(now)))
+            }
         }
     }
+}
+
+impl Schedule {
+    /// The next `n` fire times: `first` (an occurrence already planned) when given, else
+    /// the first after `now`, each following one from the one before. Fewer when the
+    /// schedule runs out (a manual job has none).
+    pub fn upcoming(
+        &self,
+        first: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+        zone: Zone,
+        n: usize,
+    ) -> Vec<DateTime<Utc>> {
+        let mut times = Vec::with_capacity(n.min(1000));
+        let mut next = first.or_else(|| self.next(None, now, zone));
+        while let Some(at) = next.filter(|_| times.len() < n) {
+            times.push(at);
+            next = self.next(Some(at), at, zone);
+        }
+        times
+    }
+}
+
+/// How many matching wall-clock times `next_cron` looks at before giving up: those it
+/// passes over are the repeats of a fall-back (at most one per minute of the repeated span).
+const MAX_CRON_STEPS: usize = 10_000;
+
+/// The first instant strictly after `after` at which `cron`, read in `zone`, fires. saffron
+/// knows no zones, so it walks wall-clock times (given to it as if they were UTC) and each
+/// match is placed with `Zone::place`: a time skipped by a spring-forward lands on the jump
+/// (and several of them on the same instant, which fires once since the next one must be
+/// later), a time repeated by a fall-back on its first occurrence, so its second one is
+/// earlier than `after` and passed over.
+fn next_cron(cron: &saffron::Cron, zone: Zone, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    let mut local = zone.local(after);
+    for _ in 0..MAX_CRON_STEPS {
+        let matched = cron.next_after(local.and_utc())?.naive_utc();
+        let instant = zone.place(matched)?;
+        if instant > after {
+            return Some(instant);
+        }
+        local = matched;
+    }
+    None
 }
 
 const DAYS: [&str; 7] = ["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"];
@@ -253,9 +323,9 @@ mod tests {
             );
         }
         let longest = Schedule::parse("1000 years").expect("at the limit");
-        assert!(longest.next(None, at(10, 0, 0)).is_some());
+        assert!(longest.next(None, at(10, 0, 0), Zone::UTC).is_some());
         let now = Utc::now();
-        let next = longest.next(Some(now), now).expect("a next run");
+        let next = longest.next(Some(now), now, Zone::UTC).expect("a next run");
         assert!(next.format("%Y").to_string().len() == 4, "{next}");
     }
 
@@ -266,29 +336,35 @@ mod tests {
             every: Duration::from_secs(300_000 * YEAR_SECS),
             text: "300000 years".into(),
         };
-        assert_eq!(huge.next(None, at(10, 0, 0)), None);
+        assert_eq!(huge.next(None, at(10, 0, 0), Zone::UTC), None);
         let beyond_chrono = Schedule::Interval {
             every: Duration::MAX,
             text: "forever".into(),
         };
-        assert_eq!(beyond_chrono.next(None, at(10, 0, 0)), None);
+        assert_eq!(beyond_chrono.next(None, at(10, 0, 0), Zone::UTC), None);
         let every = Schedule::parse("2s").expect("interval");
         let last = DateTime::<Utc>::MAX_UTC;
-        assert_eq!(every.next(Some(last), last), None);
+        assert_eq!(every.next(Some(last), last, Zone::UTC), None);
         // A planned time that cannot be advanced falls back to one interval from now.
-        assert_eq!(every.next(Some(last), at(10, 0, 0)), Some(at(10, 0, 2)));
+        assert_eq!(
+            every.next(Some(last), at(10, 0, 0), Zone::UTC),
+            Some(at(10, 0, 2))
+        );
     }
 
     #[test]
     fn intervals_follow_the_plan_and_skip_missed_occurrences() {
         let every = Schedule::parse("2s").expect("interval");
-        assert_eq!(every.next(None, at(10, 0, 0)), Some(at(10, 0, 2)));
         assert_eq!(
-            every.next(Some(at(10, 0, 2)), at(10, 0, 2)),
+            every.next(None, at(10, 0, 0), Zone::UTC),
+            Some(at(10, 0, 2))
+        );
+        assert_eq!(
+            every.next(Some(at(10, 0, 2)), at(10, 0, 2), Zone::UTC),
             Some(at(10, 0, 4))
         );
         assert_eq!(
-            every.next(Some(at(10, 0, 2)), at(10, 5, 0)),
+            every.next(Some(at(10, 0, 2)), at(10, 5, 0), Zone::UTC),
             Some(at(10, 5, 2))
         );
     }
@@ -311,22 +387,25 @@ mod tests {
         assert_eq!(dow("5L"), "FRIL");
         let last_friday = Schedule::parse("0 0 * * 5L").expect("cron");
         let december_25 = at(0, 0, 0) + chrono::Duration::days(27);
-        assert_eq!(last_friday.next(None, at(10, 0, 0)), Some(december_25));
+        assert_eq!(
+            last_friday.next(None, at(10, 0, 0), Zone::UTC),
+            Some(december_25)
+        );
         assert_eq!(dow("*"), "*");
         // Day of month alone still means that day of the month only.
         let first = Schedule::parse("0 0 1 * *").expect("cron");
         assert_eq!(
-            first.next(None, at(10, 0, 0)),
+            first.next(None, at(10, 0, 0), Zone::UTC),
             Some(at(0, 0, 0) + chrono::Duration::days(3))
         );
         // 2026-11-28 is a Saturday: a weekday job next fires on Monday the 30th.
         let weekdays = Schedule::parse("0 9 * * 1-5").expect("cron");
         let monday = at(9, 0, 0) + chrono::Duration::days(2);
-        assert_eq!(weekdays.next(None, at(10, 0, 0)), Some(monday));
+        assert_eq!(weekdays.next(None, at(10, 0, 0), Zone::UTC), Some(monday));
         // A weekend job on that Saturday evening next fires on Sunday the 29th.
         let weekend = Schedule::parse("0 2 * * 6-7").expect("cron");
         assert_eq!(
-            weekend.next(None, at(10, 0, 0)),
+            weekend.next(None, at(10, 0, 0), Zone::UTC),
             Some(at(2, 0, 0) + chrono::Duration::days(1))
         );
         assert!(Schedule::parse("0 9 * * 9").is_err());
@@ -335,11 +414,243 @@ mod tests {
     #[test]
     fn crons_are_utc_and_strictly_after() {
         let cron = Schedule::parse("00 02,10 * * *").expect("cron");
-        assert_eq!(cron.next(None, at(3, 0, 0)), Some(at(10, 0, 0)));
+        assert_eq!(cron.next(None, at(3, 0, 0), Zone::UTC), Some(at(10, 0, 0)));
         assert_eq!(
-            cron.next(Some(at(10, 0, 0)), at(10, 0, 0)),
+            cron.next(Some(at(10, 0, 0)), at(10, 0, 0), Zone::UTC),
             Some(at(2, 0, 0) + chrono::Duration::days(1))
         );
-        assert_eq!(Schedule::Manual.next(None, at(1, 0, 0)), None);
+        assert_eq!(Schedule::Manual.next(None, at(1, 0, 0), Zone::UTC), None);
+    }
+
+    /// The fire times of `cron` read in `zone` from `from` (exclusive) up to `until`
+    /// (inclusive), each as UTC `HH:MM` with the day when it differs from `from`'s.
+    fn fires(cron: &str, zone: &str, from: DateTime<Utc>, until: DateTime<Utc>) -> Vec<String> {
+        let schedule = Schedule::parse(cron).expect("cron");
+        let zone: Zone = zone.parse().expect("zone");
+        let mut times = vec![];
+        let mut at = from;
+        while let Some(next) = schedule.next(Some(at), at, zone) {
+            if next > until {
+                break;
+            }
+            assert!(next > at, "{next} not after {at}");
+            times.push(format!(
+                "{} {}",
+                next.format("%d %H:%M"),
+                zone.local(next).format("%H:%M")
+            ));
+            at = next;
+        }
+        times
+    }
+
+    fn utc(y: i32, mo: u32, d: u32, h: u32, mi: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(y, mo, d, h, mi, 0)
+            .single()
+            .expect("valid time")
+    }
+
+    #[test]
+    fn crons_read_in_a_zone_fire_at_its_wall_clock_time() {
+        let daily = Schedule::parse("0 9 * * *").expect("cron");
+        let berlin: Zone = "Europe/Berlin".parse().expect("zone");
+        // 28 November: CET, UTC+1.
+        assert_eq!(
+            daily.next(None, at(10, 0, 0), berlin),
+            Some(at(8, 0, 0) + chrono::Duration::days(1))
+        );
+        // Intervals are elapsed time whatever the zone.
+        let every = Schedule::parse("90 minutes").expect("interval");
+        assert_eq!(every.next(None, at(10, 0, 0), berlin), Some(at(11, 30, 0)));
+    }
+
+    #[test]
+    fn upcoming_lists_fire_times_from_the_plan_or_from_now() {
+        let every = Schedule::parse("2s").expect("interval");
+        assert_eq!(
+            every.upcoming(Some(at(9, 0, 0)), at(10, 0, 0), Zone::UTC, 3),
+            [at(9, 0, 0), at(9, 0, 2), at(9, 0, 4)]
+        );
+        let berlin: Zone = "Europe/Berlin".parse().expect("zone");
+        let spring = Schedule::parse("30 2 * * *").expect("cron");
+        let times = spring.upcoming(None, utc(2026, 3, 28, 12, 0), berlin, 2);
+        assert_eq!(times, [utc(2026, 3, 29, 1, 0), utc(2026, 3, 30, 0, 30)]);
+        assert_eq!(berlin.show(times[0]), "2026-03-29T03:00:00+02:00");
+        assert!(Schedule::Manual
+            .upcoming(None, at(1, 0, 0), Zone::UTC, 5)
+            .is_empty());
+    }
+
+    #[test]
+    fn berlin_spring_forward_fires_skipped_times_once_at_the_jump() {
+        // 2026-03-29: at 01:00 UTC, 02:00 CET becomes 03:00 CEST.
+        let (from, until) = (utc(2026, 3, 28, 23, 0), utc(2026, 3, 29, 3, 0));
+        assert_eq!(
+            fires("30 2 * * *", "Europe/Berlin", from, until),
+            ["29 01:00 03:00"]
+        );
+        assert_eq!(
+            fires("30 2 * * *", "Europe/Berlin", from, utc(2026, 3, 30, 3, 0)),
+            ["29 01:00 03:00", "30 00:30 02:30"]
+        );
+        assert_eq!(
+            fires("0 * * * *", "Europe/Berlin", from, until),
+            [
+                "29 00:00 01:00",
+                "29 01:00 03:00",
+                "29 02:00 04:00",
+                "29 03:00 05:00"
+            ]
+        );
+        // 02:00, 02:15, 02:30, 02:45 and the jump's own 03:00: one run at the jump.
+        assert_eq!(
+            fires(
+                "*/15 * * * *",
+                "Europe/Berlin",
+                utc(2026, 3, 29, 0, 30),
+                utc(2026, 3, 29, 1, 30)
+            ),
+            [
+                "29 00:45 01:45",
+                "29 01:00 03:00",
+                "29 01:15 03:15",
+                "29 01:30 03:30"
+            ]
+        );
+    }
+
+    #[test]
+    fn berlin_fall_back_fires_repeated_times_at_their_first_occurrence_only() {
+        // 2026-10-25: at 01:00 UTC, 03:00 CEST becomes 02:00 CET; 02:00-02:59 happen twice.
+        let (from, until) = (utc(2026, 10, 24, 23, 0), utc(2026, 10, 25, 3, 0));
+        assert_eq!(
+            fires("30 2 * * *", "Europe/Berlin", from, utc(2026, 10, 26, 3, 0)),
+            ["25 00:30 02:30", "26 01:30 02:30"]
+        );
+        assert_eq!(
+            fires("0 * * * *", "Europe/Berlin", from, until),
+            ["25 00:00 02:00", "25 02:00 03:00", "25 03:00 04:00"]
+        );
+        assert_eq!(
+            fires(
+                "*/15 * * * *",
+                "Europe/Berlin",
+                utc(2026, 10, 24, 23, 50),
+                utc(2026, 10, 25, 2, 0)
+            ),
+            [
+                "25 00:00 02:00",
+                "25 00:15 02:15",
+                "25 00:30 02:30",
+                "25 00:45 02:45",
+                "25 02:00 03:00"
+            ]
+        );
+        // A daemon started inside the repeated hour does not run its times a second time.
+        assert_eq!(
+            fires(
+                "*/15 * * * *",
+                "Europe/Berlin",
+                utc(2026, 10, 25, 1, 10),
+                utc(2026, 10, 25, 2, 0)
+            ),
+            ["25 02:00 03:00"]
+        );
+    }
+
+    #[test]
+    fn new_york_spring_forward_and_fall_back() {
+        // 2026-03-08: at 07:00 UTC, 02:00 EST becomes 03:00 EDT.
+        let spring = (utc(2026, 3, 8, 5, 0), utc(2026, 3, 8, 8, 0));
+        assert_eq!(
+            fires("30 2 * * *", "America/New_York", spring.0, spring.1),
+            ["08 07:00 03:00"]
+        );
+        assert_eq!(
+            fires("0 * * * *", "America/New_York", spring.0, spring.1),
+            ["08 06:00 01:00", "08 07:00 03:00", "08 08:00 04:00"]
+        );
+        assert_eq!(
+            fires(
+                "*/15 2 * * *",
+                "America/New_York",
+                spring.0,
+                utc(2026, 3, 9, 8, 0)
+            ),
+            [
+                "08 07:00 03:00",
+                "09 06:00 02:00",
+                "09 06:15 02:15",
+                "09 06:30 02:30",
+                "09 06:45 02:45"
+            ]
+        );
+        // 2026-11-01: at 06:00 UTC, 02:00 EDT becomes 01:00 EST; 01:00-01:59 happen twice.
+        let fall = (utc(2026, 11, 1, 4, 0), utc(2026, 11, 1, 8, 0));
+        assert_eq!(
+            fires("30 1 * * *", "America/New_York", fall.0, fall.1),
+            ["01 05:30 01:30"]
+        );
+        assert_eq!(
+            fires("0 * * * *", "America/New_York", fall.0, fall.1),
+            ["01 05:00 01:00", "01 07:00 02:00", "01 08:00 03:00"]
+        );
+        assert_eq!(
+            fires("*/15 1 * * *", "America/New_York", fall.0, fall.1),
+            [
+                "01 05:00 01:00",
+                "01 05:15 01:15",
+                "01 05:30 01:30",
+                "01 05:45 01:45"
+            ]
+        );
+    }
+
+    #[test]
+    fn lord_howe_shifts_by_thirty_minutes() {
+        // Australia/Lord_Howe is UTC+10:30 in winter, +11 in summer.
+        // 2026-10-04 02:00 becomes 02:30 (at 15:30 UTC on the 3rd).
+        let spring = (utc(2026, 10, 3, 14, 0), utc(2026, 10, 3, 17, 0));
+        assert_eq!(
+            fires("*/15 2 * * *", "Australia/Lord_Howe", spring.0, spring.1),
+            ["03 15:30 02:30", "03 15:45 02:45"]
+        );
+        assert_eq!(
+            fires("0 * * * *", "Australia/Lord_Howe", spring.0, spring.1),
+            [
+                "03 14:30 01:00",
+                "03 15:30 02:30",
+                "03 16:00 03:00",
+                "03 17:00 04:00"
+            ]
+        );
+        assert_eq!(
+            fires("15 2 * * *", "Australia/Lord_Howe", spring.0, spring.1),
+            ["03 15:30 02:30"]
+        );
+        // 2026-04-05 02:00 becomes 01:30 (at 15:00 UTC on the 4th): 01:30-01:59 twice.
+        let fall = (utc(2026, 4, 4, 13, 0), utc(2026, 4, 4, 17, 0));
+        assert_eq!(
+            fires("*/15 1 * * *", "Australia/Lord_Howe", fall.0, fall.1),
+            [
+                "04 14:00 01:00",
+                "04 14:15 01:15",
+                "04 14:30 01:30",
+                "04 14:45 01:45"
+            ]
+        );
+        assert_eq!(
+            fires("0 * * * *", "Australia/Lord_Howe", fall.0, fall.1),
+            ["04 14:00 01:00", "04 15:30 02:00", "04 16:30 03:00"]
+        );
+        assert_eq!(
+            fires(
+                "45 1 * * *",
+                "Australia/Lord_Howe",
+                fall.0,
+                utc(2026, 4, 5, 16, 0)
+            ),
+            ["04 14:45 01:45", "05 15:15 01:45"]
+        );
     }
 }

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::amqp::AmqpSettings;
 use super::service::ServiceSpec;
+use super::zone::Zone;
 
 /// Everything in the main file. Every section has defaults, so a file only states what it
 /// changes; unknown keys are errors, so a typo never passes silently.
@@ -200,11 +201,24 @@ impl Default for LogSettings {
 #[serde(deny_unknown_fields, default)]
 pub struct SchedulerSettings {
     pub active: bool,
+    /// The IANA zone of jobs without a `timezone` of their own (SPEC 5.1); every host sharing
+    /// a database must have the same. Checked by `Config::load` (on its line), read by `zone`.
+    pub timezone: String,
+}
+
+impl SchedulerSettings {
+    /// `timezone` as a zone; UTC for a name that `Config::load` would have refused.
+    pub fn zone(&self) -> Zone {
+        self.timezone.parse().unwrap_or_default()
+    }
 }
 
 impl Default for SchedulerSettings {
     fn default() -> Self {
-        SchedulerSettings { active: true }
+        SchedulerSettings {
+            active: true,
+            timezone: Zone::UTC.name().to_string(),
+        }
     }
 }
 

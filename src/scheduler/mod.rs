@@ -16,7 +16,7 @@ use tokio::task::JoinHandle;
 use tracing::{error, info, warn, Instrument};
 
 use crate::broker::Outbox;
-use crate::config::{JobAction, JobDef, Schedule};
+use crate::config::{CatchUp, JobAction, JobDef, Schedule, Zone};
 use crate::store::{JobDefinition, JobRecord, RunOutcome, Store, StoreError};
 
 /// A timer re-reads its job at least this often, to see re-schedules made on other hosts.
@@ -45,6 +45,50 @@ pub struct JobStatus {
     #[serde(flatten)]
     pub record: JobRecord,
     pub is_running: bool,
+}
+
+/// The next fire times of a job (`GET /api/job/preview`, `dpsd job preview`).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Preview {
+    pub name: String,
+    pub schedule: Option<String>,
+    pub timezone: String,
+    pub times: Vec<FireTime>,
+}
+
+/// One fire time, as UTC and as the wall-clock time of the job's zone at that instant (so at
+/// a spring-forward jump, the time it actually fires, not the skipped one).
+#[derive(Debug, Clone, Serialize)]
+pub struct FireTime {
+    pub utc: DateTime<Utc>,
+    pub local: String,
+}
+
+impl Preview {
+    /// The next `n` fire times of `schedule` read in `zone`: from `first` (the planned next
+    /// run) when given, else from now.
+    pub fn new(
+        name: &str,
+        schedule: &Schedule,
+        zone: Zone,
+        first: Option<DateTime<Utc>>,
+        n: usize,
+    ) -> Preview {
+        let times = schedule.upcoming(first, Utc::now(), zone, n);
+        Preview {
+            name: name.to_string(),
+            schedule: schedule_text(schedule),
+            timezone: zone.name().to_string(),
+            times: times
+                .into_iter()
+                .map(|utc| FireTime {
+                    utc,
+                    local: zone.show(utc),
+                })
+                .collect(),
+        }
+    }
 }
 
 pub struct Scheduler {
@@ -127,8 +171,10 @@ impl Scheduler {
         self.fires && def.active
     }
 
-    /// Writes a job's definition, keeping its planned next run when the schedule is the same
-    /// and still ahead (a daemon restart does not shift an interval job).
+    /// Writes a job's definition. A job whose schedule and zone are the same as stored keeps
+    /// its plan (a daemon restart does not shift an interval job); when that plan went by while
+    /// no daemon ran it, its `catch_up` decides what comes next (`catch_up`). Any other job is
+    /// planned afresh from now.
     async fn define(&self, def: &JobDef) -> Result<(), StoreError> {
         let text = schedule_text(&def.schedule);
         let now = Utc::now();
@@ -136,12 +182,11 @@ impl Scheduler {
         if let Some(holder) = existing.as_ref().and_then(|r| r.locked_by.as_deref()) {
             self.release_if_dead(&def.name, holder).await?;
         }
-        let next_run_at = match existing {
-            Some(r) if r.schedule == text && r.next_run_at.is_some_and(|t| t > now) => {
-                r.next_run_at
-            }
-            _ => def.schedule.next(None, now),
-        };
+        let zone = def.timezone.name();
+        let kept = existing
+            .filter(|r| r.schedule == text && r.timezone == zone)
+            .and_then(|r| r.next_run_at);
+        let next_run_at = kept.or_else(|| def.schedule.next(None, now, def.timezone));
         if next_run_at.is_none() && !matches!(def.schedule, Schedule::Manual) {
             warn!(job = %def.name, schedule = %def.schedule, "no next run can be computed: the job will not fire");
         }
@@ -149,10 +194,66 @@ impl Scheduler {
             name: def.name.clone(),
             schedule: text,
             kind: def.schedule.kind(),
+            timezone: zone.to_string(),
+            catch_up: def.catch_up,
             active: def.active,
             next_run_at,
+            keep_planned: kept.is_some(),
         };
-        self.store.define_job(&definition).await
+        self.store.define_job(&definition).await?;
+        match kept {
+            // Only a host that fires jobs decides about a missed plan: `dpsd job run` and a host
+            // with `scheduler.active: false` leave it to one that does.
+            // A paused job's plan is decided when it is resumed (the move fails while paused).
+            Some(planned) if planned <= now && self.fires => {
+                let schedule = (&def.schedule, def.timezone);
+                let moved = self.catch_up(&def.name, def.catch_up, schedule, planned, now, false);
+                moved.await.map(drop)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// An occurrence planned for `planned` went by while no daemon ran the job (or while it
+    /// was paused). `once` moves the plan to now, so the timer runs it at once and an interval
+    /// counts again from that run; `skip` moves it to the next future occurrence. The move is
+    /// the same conditional update that takes an occurrence: of hosts starting together, one
+    /// makes it, and the run it plans is then taken by one timer, as any occurrence is.
+    /// Returns whether this host made the move.
+    async fn catch_up(
+        &self,
+        name: &str,
+        catch_up: CatchUp,
+        (schedule, zone): (&Schedule, Zone),
+        planned: DateTime<Utc>,
+        now: DateTime<Utc>,
+        paused: bool,
+    ) -> Result<bool, StoreError> {
+        let next = match catch_up {
+            CatchUp::Once => Some(now),
+            CatchUp::Skip => schedule.next(None, now, zone),
+        };
+        let moved = if paused {
+            self.store.replan_paused_job(name, planned, next).await?
+        } else {
+            self.store.advance_job(name, planned, next).await?
+        };
+        match catch_up {
+            _ if !moved => {}
+            CatchUp::Once => {
+                info!(
+                    job = name,
+                    "catching up on the occurrence missed at {planned}: it runs now"
+                )
+            }
+            CatchUp::Skip => {
+                info!(
+                    job = name,
+                    "skipping the occurrence missed at {planned} (catch_up: skip)"
+                )
+            }
+        }
+        Ok(moved)
     }
 
     /// A lock held by an earlier dpsd process of this host that is gone (stopped mid-run)
@@ -203,6 +304,14 @@ impl Scheduler {
                 wake.notified().await;
                 continue;
             };
+            if record.paused {
+                // Resumed here (a wake) or on another host (seen at the next read).
+                tokio::select! {
+                    _ = tokio::time::sleep(REREAD) => {}
+                    _ = wake.notified() => {}
+                }
+                continue;
+            }
             // Sleep to the occurrence itself when it is near; re-read the record first when
             // woken (a re-schedule) or when it is far (a change made on another host).
             let wait = (planned - Utc::now()).to_std().unwrap_or_default();
@@ -218,7 +327,10 @@ impl Scheduler {
                 .schedule
                 .as_deref()
                 .map_or(Ok(Schedule::Manual), Schedule::parse);
-            let next = schedule.ok().and_then(|s| s.next(Some(planned), woke));
+            let zone = record_zone(&record);
+            let next = schedule
+                .ok()
+                .and_then(|s| s.next(Some(planned), woke, zone));
             if next.is_none() && record.schedule.is_some() {
                 warn!("no next run can be computed after this one: the job will not fire again");
             }
@@ -232,7 +344,7 @@ impl Scheduler {
                     let job = name.clone();
                     tokio::spawn(async move { me.run(&job).await.map(drop) }.in_current_span());
                 }
-                Ok(false) => {} // another host took it
+                Ok(false) => {} // another host took it, or the job was paused meanwhile
                 Err(e) => {
                     warn!("cannot take the occurrence: {e}");
                     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -293,16 +405,26 @@ impl Scheduler {
         Ok(())
     }
 
-    /// A new schedule for an active job, until the daemon restarts or its file changes.
+    /// A new schedule for an active job, until the daemon restarts or its file changes. Its
+    /// cron fields are read in `timezone` when given, else in the job's zone as it is now.
     pub async fn reschedule(
         self: &Arc<Self>,
         name: &str,
         text: &str,
+        timezone: Option<&str>,
     ) -> Result<JobRecord, SchedulerError> {
         // A bad schedule is reported before an unknown job (api.md 3).
         let schedule = Schedule::parse(text).map_err(SchedulerError::BadSchedule)?;
+        let given = timezone
+            .map(str::parse::<Zone>)
+            .transpose()
+            .map_err(SchedulerError::BadSchedule)?;
         let def = self.def(name)?;
-        let next_run_at = schedule.next(None, Utc::now());
+        let zone = match given {
+            Some(zone) => zone,
+            None => self.zone_now(name, &def).await?,
+        };
+        let next_run_at = schedule.next(None, Utc::now(), zone);
         if next_run_at.is_none() && !matches!(schedule, Schedule::Manual) {
             return Err(SchedulerError::BadSchedule(format!(
                 "schedule {:?} has no next run that can be represented",
@@ -313,8 +435,11 @@ impl Scheduler {
             name: name.to_string(),
             schedule: schedule_text(&schedule),
             kind: schedule.kind(),
+            timezone: zone.name().to_string(),
+            catch_up: def.catch_up,
             active: def.active,
             next_run_at,
+            keep_planned: false,
         };
         self.store.define_job(&definition).await?;
         self.wake_timer(name, &def);
@@ -323,6 +448,91 @@ impl Scheduler {
             .job(name)
             .await?
             .ok_or_else(|| SchedulerError::NotFound(name.into()))
+    }
+
+    /// Pauses an active job on every host: no occurrence of it is taken until it is resumed
+    /// (an explicit start still runs it). Idempotent.
+    pub async fn pause(self: &Arc<Self>, name: &str) -> Result<JobStatus, SchedulerError> {
+        let def = self.def(name)?;
+        if !self.store.set_job_paused(name, true).await? {
+            return Err(SchedulerError::NotFound(name.into()));
+        }
+        info!(job = name, "paused");
+        self.wake_timer(name, &def);
+        self.status(name).await
+    }
+
+    /// Resumes a paused job. An occurrence that went by while it was paused is dealt with
+    /// by its `catch_up`, decided while it is still paused so that no host's timer takes the
+    /// old plan first. Idempotent: resuming a job that is not paused changes nothing.
+    pub async fn resume(self: &Arc<Self>, name: &str) -> Result<JobStatus, SchedulerError> {
+        let def = self.def(name)?;
+        let record = self
+            .store
+            .job(name)
+            .await?
+            .ok_or_else(|| SchedulerError::NotFound(name.into()))?;
+        if !record.paused {
+            return Ok(self.with_running(record));
+        }
+        let now = Utc::now();
+        if let Some(planned) = record.next_run_at.filter(|p| *p <= now) {
+            let schedule = record
+                .schedule
+                .as_deref()
+                .map_or(Ok(Schedule::Manual), Schedule::parse)
+                .unwrap_or(Schedule::Manual);
+            let zone = record_zone(&record);
+            self.catch_up(name, record.catch_up, (&schedule, zone), planned, now, true)
+                .await?;
+        }
+        self.store.set_job_paused(name, false).await?;
+        info!(job = name, "resumed");
+        self.wake_timer(name, &def);
+        self.status(name).await
+    }
+
+    /// The next `n` fire times of an active job as its record plans them, or of `schedule`
+    /// and/or `timezone` given instead (a re-schedule not yet sent: nothing is changed).
+    pub async fn preview(
+        &self,
+        name: &str,
+        n: usize,
+        schedule: Option<&str>,
+        timezone: Option<&str>,
+    ) -> Result<Preview, SchedulerError> {
+        let given = schedule
+            .map(Schedule::parse)
+            .transpose()
+            .map_err(SchedulerError::BadSchedule)?;
+        let zone = timezone
+            .map(str::parse::<Zone>)
+            .transpose()
+            .map_err(SchedulerError::BadSchedule)?;
+        self.def(name)?;
+        let record = self
+            .store
+            .job(name)
+            .await?
+            .ok_or_else(|| SchedulerError::NotFound(name.into()))?;
+        let unchanged = given.is_none() && zone.is_none();
+        let schedule = match given {
+            Some(schedule) => schedule,
+            None => record
+                .schedule
+                .as_deref()
+                .map_or(Ok(Schedule::Manual), Schedule::parse)
+                .map_err(SchedulerError::BadSchedule)?,
+        };
+        let zone = zone.unwrap_or_else(|| record_zone(&record));
+        let first = record.next_run_at.filter(|_| unchanged);
+        Ok(Preview::new(name, &schedule, zone, first, n))
+    }
+
+    /// The zone the job's record has now (a re-schedule may have changed it), else its file's.
+    async fn zone_now(&self, name: &str, def: &JobDef) -> Result<Zone, SchedulerError> {
+        let record = self.store.job(name).await?;
+        Ok(record.map_or(def.timezone, |r| record_zone(&r)))
     }
 
     /// Makes the job's timer read its record again, starting one if the job had none.
@@ -383,6 +593,15 @@ impl Scheduler {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
+}
+
+/// The zone a record names. Only dpsd writes it, from a name it parsed; one it does not know
+/// (a record written by a dpsd with a newer tz database) is read as UTC, and said so.
+fn record_zone(record: &JobRecord) -> Zone {
+    record.timezone.parse().unwrap_or_else(|e| {
+        warn!(job = %record.name, "{e}: its cron fields are read in UTC");
+        Zone::UTC
+    })
 }
 
 fn schedule_text(schedule: &Schedule) -> Option<String> {

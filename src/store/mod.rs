@@ -15,7 +15,7 @@ use serde_json::Value;
 pub use embedded::{EmbeddedStore, FILE as EMBEDDED_FILE};
 pub use mongo::MongoStore;
 
-use crate::config::{JobKind, StoreSettings};
+use crate::config::{CatchUp, JobKind, StoreSettings};
 
 /// The outcome of one worker's handling of one execution.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -158,7 +158,13 @@ pub struct JobRecord {
     pub schedule: Option<String>,
     #[serde(rename = "type")]
     pub kind: JobKind,
+    /// The IANA zone its cron fields are read in (`UTC` for records older than zones).
+    pub timezone: String,
+    /// `once` (also for records older than catch-up) or `skip`.
+    pub catch_up: CatchUp,
     pub active: bool,
+    /// Paused through the API: no host fires it. Kept by definitions (restarts, file edits).
+    pub paused: bool,
     pub next_run_at: Option<DateTime<Utc>>,
     pub last_run_at: Option<DateTime<Utc>>,
     pub last_finished_at: Option<DateTime<Utc>>,
@@ -176,8 +182,15 @@ pub struct JobDefinition {
     pub name: String,
     pub schedule: Option<String>,
     pub kind: JobKind,
+    pub timezone: String,
+    pub catch_up: CatchUp,
     pub active: bool,
+    /// The planned next run of a new record, and of an existing one unless `keep_planned`.
     pub next_run_at: Option<DateTime<Utc>>,
+    /// Leaves an existing record's `nextRunAt` as it is in the store: a host defining a job
+    /// whose plan it keeps must not write back a value another host has moved on since (it
+    /// would hand out a taken occurrence again).
+    pub keep_planned: bool,
 }
 
 /// How a job's last run ended, as its record's `lastStatus` (SPEC 5.2): `ok` or `failed`.
@@ -270,6 +283,15 @@ impl StoredText for JobKind {
     }
 }
 
+impl StoredText for CatchUp {
+    const WHAT: &'static str = "job catch-up";
+    const ALL: &'static [CatchUp] = &[CatchUp::Once, CatchUp::Skip];
+
+    fn text(self) -> &'static str {
+        self.as_str()
+    }
+}
+
 impl StoredText for RunStatus {
     const WHAT: &'static str = "job run status";
     const ALL: &'static [RunStatus] = &[RunStatus::Ok, RunStatus::Failed];
@@ -334,13 +356,27 @@ pub trait Store: Send + Sync {
     async fn remove_job(&self, name: &str) -> Result<(), StoreError>;
 
     /// Takes the occurrence planned for `planned` by moving `nextRunAt` on to `next`, if no
-    /// one else did: of all the hosts that share the store, exactly one gets `true`.
+    /// one else did and the job is not paused: of all the hosts that share the store, exactly
+    /// one gets `true`, and none while the job is paused.
     async fn advance_job(
         &self,
         name: &str,
         planned: DateTime<Utc>,
         next: Option<DateTime<Utc>>,
     ) -> Result<bool, StoreError>;
+
+    /// The same move for a paused job (its plan decided before it is resumed): `true` for
+    /// the one host that made it.
+    async fn replan_paused_job(
+        &self,
+        name: &str,
+        planned: DateTime<Utc>,
+        next: Option<DateTime<Utc>>,
+    ) -> Result<bool, StoreError>;
+
+    /// Pauses or resumes a job on every host; `false` when there is no such job. Setting the
+    /// state it has already is no change and no error.
+    async fn set_job_paused(&self, name: &str, paused: bool) -> Result<bool, StoreError>;
 
     /// Marks the job running on `host`, unless it already runs (a lock older than
     /// `stale_before` belonged to a host that died and is taken over).
@@ -451,7 +487,10 @@ mod tests {
             name: "tick".into(),
             schedule: Some("5s".into()),
             kind: JobKind::Interval,
+            timezone: "UTC".into(),
+            catch_up: CatchUp::Once,
             active: true,
+            paused: false,
             next_run_at: Some(at),
             last_run_at: None,
             last_finished_at: Some(at),
@@ -464,7 +503,7 @@ mod tests {
         assert_eq!(
             serde_json::to_string(&record).expect("serializes"),
             concat!(
-                r#"{"name":"tick","schedule":"5s","type":"interval","active":true,"#,
+                r#"{"name":"tick","schedule":"5s","type":"interval","timezone":"UTC","catchUp":"once","active":true,"paused":false,"#,
                 r#""nextRunAt":"1970-01-01T00:00:00Z","lastRunAt":null,"#,
                 r#""lastFinishedAt":"1970-01-01T00:00:00Z","lastStatus":"failed","failCount":1,"#,
                 r#""failReason":"exit status 3","lockedAt":null,"lockedBy":null}"#

@@ -3,6 +3,9 @@
 usage: drive.py BASE_URL STEP [ARGS...]
   jobs NAME...            the jobs table lists every NAME
   run JOB                 clicks "Run now" on JOB's row
+  pause JOB, resume JOB   clicks "Pause" (or "Resume") on JOB's row; its status says paused (or not)
+  preview JOB SCHED ZONE TEXT  opens JOB's panel, previews SCHED in ZONE (a fire time shows
+                          TEXT), then re-schedules it and the row shows "SCHED (ZONE)"
   replay ID               clicks "Replay" on parked message ID and waits until it is gone
   replicas WORKER N       waits until WORKER's card shows N of N replicas
   screenshot VIEW PATH    a 1280x800 screenshot of VIEW (and PATH-phone.png at 390x844)
@@ -31,6 +34,29 @@ def main(base, step, args):
             page.goto(base + "/dashboard/#jobs")
             page.locator(f'tr[data-job="{args[0]}"] button', has_text="Run now").click()
             expect(page.locator("#notice")).to_have_text(f"run {args[0]}: ok")
+        elif step in ("pause", "resume"):
+            page.goto(base + "/dashboard/#jobs")
+            row = page.locator(f'tr[data-job="{args[0]}"]')
+            row.locator("button", has_text=step.capitalize()).click()
+            expect(page.locator("#notice")).to_have_text(f"{step} {args[0]}: ok")
+            status = row.locator('td[data-fact="status"]')
+            if step == "pause":
+                expect(status).to_contain_text("paused")
+            else:
+                expect(status).not_to_contain_text("paused")
+        elif step == "preview":
+            job, schedule, zone, shown = args
+            page.goto(base + "/dashboard/#jobs")
+            page.locator(f'tr[data-job="{job}"] button', has_text="Next runs").click()
+            expect(page.locator("#job-times tr")).to_have_count(5)
+            page.fill("#job-schedule", schedule)
+            page.fill("#job-timezone", zone)
+            page.click("#job-preview")
+            expect(page.locator("#job-preview-note")).to_contain_text("not applied")
+            expect(page.locator("#job-times")).to_contain_text(shown)
+            page.click("#job-apply")
+            expect(page.locator("#notice")).to_have_text(f"schedule {job}: ok")
+            expect(page.locator(f'tr[data-job="{job}"]')).to_contain_text(f"{schedule} ({zone})")
         elif step == "replay":
             page.goto(base + "/dashboard/#failed")
             row = page.locator(f'tr[data-id="{args[0]}"]')

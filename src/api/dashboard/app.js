@@ -55,6 +55,44 @@ async function act(label, work) {
   refresh();
 }
 
+const PREVIEW_N = 5;
+let panelJob = null; // the job whose next fire times the panel shows
+
+/// The panel under the jobs table: the job's next fire times, and a re-schedule form that
+/// previews a new schedule (and zone) before it is sent.
+async function openPanel(job) {
+  panelJob = job.name;
+  $("job-panel").hidden = false;
+  $("job-panel-title").textContent = "Job " + job.name;
+  $("job-schedule").value = job.schedule || "";
+  $("job-timezone").value = job.timezone || "UTC";
+  await showPreview(false);
+}
+
+/// Lists the next fire times: the job's as planned, or (`edited`) of the form's schedule
+/// and zone, with nothing applied.
+async function showPreview(edited) {
+  const rows = $("job-times");
+  rows.replaceChildren();
+  let path = "/api/job/preview/" + encodeURIComponent(panelJob) + "?n=" + PREVIEW_N;
+  if (edited) {
+    path += "&schedule=" + encodeURIComponent($("job-schedule").value.trim());
+    path += "&timezone=" + encodeURIComponent($("job-timezone").value.trim());
+  }
+  try {
+    const preview = await api("GET", path);
+    $("job-preview-note").textContent = (edited ? "Preview (not applied): " : "Planned: ") +
+      (preview.schedule || "manual") + " in " + preview.timezone + (preview.times.length ? "" : ", no fire times");
+    for (const t of preview.times) {
+      const row = rows.insertRow();
+      cell(row, t.utc);
+      cell(row, t.local);
+    }
+  } catch (e) {
+    $("job-preview-note").textContent = "Preview: " + e.message;
+  }
+}
+
 async function showJobs() {
   const jobs = await api("GET", "/api/jobs");
   const rows = $("jobs-rows");
@@ -63,18 +101,18 @@ async function showJobs() {
     const row = rows.insertRow();
     row.dataset.job = job.name;
     cell(row, job.name + (job.active ? "" : " (inactive)"));
-    cell(row, job.schedule || "manual");
+    cell(row, (job.schedule || "manual") + (job.schedule && job.timezone !== "UTC" ? " (" + job.timezone + ")" : ""));
     cell(row, when(job.nextRunAt));
     cell(row, when(job.lastRunAt));
-    cell(row, job.isRunning ? "running" : job.lastStatus, job.lastStatus || "");
+    const state = [job.isRunning ? "running" : job.lastStatus, job.paused ? "paused" : null].filter(Boolean);
+    cell(row, state.join(", "), job.lastStatus || "").dataset.fact = "status";
     cell(row, job.failCount);
     const actions = row.insertCell();
     if (!job.active) continue;
     button(actions, "Run now", () => act("run " + job.name, () => api("POST", "/api/job/start/" + encodeURIComponent(job.name))));
-    button(actions, "Re-schedule", () => {
-      const interval = prompt("New schedule for " + job.name + " (\"30 minutes\" or a cron):", job.schedule || "");
-      if (interval) act("schedule " + job.name, () => api("POST", "/api/job/schedule/" + encodeURIComponent(job.name), { interval }));
-    });
+    const verb = job.paused ? "resume" : "pause";
+    button(actions, job.paused ? "Resume" : "Pause", () => act(verb + " " + job.name, () => api("POST", "/api/job/" + verb + "/" + encodeURIComponent(job.name))));
+    button(actions, "Next runs / re-schedule", () => openPanel(job));
   }
 }
 
@@ -207,6 +245,17 @@ function select(name) {
 }
 
 window.addEventListener("hashchange", () => select(location.hash.slice(1)));
+$("job-preview").addEventListener("click", () => showPreview(true));
+$("job-close").addEventListener("click", () => { $("job-panel").hidden = true; panelJob = null; });
+$("job-panel").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const name = panelJob;
+  const body = { interval: $("job-schedule").value.trim(), timezone: $("job-timezone").value.trim() };
+  act("schedule " + name, async () => {
+    await api("POST", "/api/job/schedule/" + encodeURIComponent(name), body);
+    await showPreview(false);
+  });
+});
 $("failed-worker").addEventListener("change", refresh);
 $("failed-replay-all").addEventListener("click", () => {
   const worker = $("failed-worker").value;

@@ -8,10 +8,10 @@ use chrono::{DateTime, Utc};
 use rusqlite::{params, OptionalExtension, Row};
 
 use super::{parse_ts, ts, EmbeddedStore};
-use crate::config::JobKind;
+use crate::config::{CatchUp, JobKind};
 use crate::store::{JobDefinition, JobRecord, RunOutcome, RunStatus, StoreError, StoredText};
 
-const JOB_COLUMNS: &str = "SELECT name, schedule, type, active, next_run_at, last_run_at, last_finished_at, last_status, fail_count, fail_reason, locked_at, locked_by FROM jobs";
+const JOB_COLUMNS: &str = "SELECT name, schedule, type, active, next_run_at, last_run_at, last_finished_at, last_status, fail_count, fail_reason, locked_at, locked_by, timezone, catch_up, paused FROM jobs";
 
 pub async fn job(store: &EmbeddedStore, name: &str) -> Result<Option<JobRecord>, StoreError> {
     let name = name.to_string();
@@ -40,12 +40,14 @@ pub async fn all(store: &EmbeddedStore) -> Result<Vec<JobRecord>, StoreError> {
 /// Inserts or updates the definition columns only: the run record is kept.
 pub async fn define(store: &EmbeddedStore, definition: &JobDefinition) -> Result<(), StoreError> {
     let d = definition.clone();
-    let kind = d.kind.as_str();
+    let (kind, catch_up) = (d.kind.as_str(), d.catch_up.as_str());
     store.write(move |c| {
         c.execute(
-            "INSERT INTO jobs (name, schedule, type, active, next_run_at) VALUES (?1, ?2, ?3, ?4, ?5)
-             ON CONFLICT (name) DO UPDATE SET schedule = ?2, type = ?3, active = ?4, next_run_at = ?5",
-            params![d.name, d.schedule, kind, d.active, d.next_run_at.map(ts)],
+            "INSERT INTO jobs (name, schedule, type, active, next_run_at, timezone, catch_up)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+             ON CONFLICT (name) DO UPDATE SET schedule = ?2, type = ?3, active = ?4,
+               next_run_at = CASE WHEN ?8 THEN next_run_at ELSE ?5 END, timezone = ?6, catch_up = ?7",
+            params![d.name, d.schedule, kind, d.active, d.next_run_at.map(ts), d.timezone, catch_up, d.keep_planned],
         )
     })
     .await
@@ -60,18 +62,38 @@ pub async fn remove(store: &EmbeddedStore, name: &str) -> Result<(), StoreError>
         .map(drop)
 }
 
+/// Moves the plan from `planned` to `next` if it is still `planned` and the job's pause is
+/// `paused`.
 pub async fn advance(
     store: &EmbeddedStore,
     name: &str,
     planned: DateTime<Utc>,
     next: Option<DateTime<Utc>>,
+    paused: bool,
 ) -> Result<bool, StoreError> {
     let name = name.to_string();
     let changed = store
         .write(move |c| {
             c.execute(
-                "UPDATE jobs SET next_run_at = ?3 WHERE name = ?1 AND next_run_at = ?2",
-                params![name, ts(planned), next.map(ts)],
+                "UPDATE jobs SET next_run_at = ?3 WHERE name = ?1 AND next_run_at = ?2 AND paused = ?4",
+                params![name, ts(planned), next.map(ts), paused],
+            )
+        })
+        .await?;
+    Ok(changed == 1)
+}
+
+pub async fn set_paused(
+    store: &EmbeddedStore,
+    name: &str,
+    paused: bool,
+) -> Result<bool, StoreError> {
+    let name = name.to_string();
+    let changed = store
+        .write(move |c| {
+            c.execute(
+                "UPDATE jobs SET paused = ?2 WHERE name = ?1",
+                params![name, paused],
             )
         })
         .await?;
@@ -136,6 +158,9 @@ struct RawJob {
     fail_reason: Option<String>,
     locked_at: Option<String>,
     locked_by: Option<String>,
+    timezone: Option<String>,
+    catch_up: Option<String>,
+    paused: bool,
 }
 
 fn job_row(r: &Row) -> rusqlite::Result<RawJob> {
@@ -150,6 +175,9 @@ fn job_row(r: &Row) -> rusqlite::Result<RawJob> {
         fail_reason: r.get(9)?,
         locked_at: r.get(10)?,
         locked_by: r.get(11)?,
+        timezone: r.get(12)?,
+        catch_up: r.get(13)?,
+        paused: r.get(14)?,
     })
 }
 
@@ -170,7 +198,13 @@ impl RawJob {
                 .transpose()?,
             name: self.name,
             schedule: self.schedule,
+            timezone: self.timezone.unwrap_or_else(|| "UTC".into()),
+            catch_up: self
+                .catch_up
+                .as_deref()
+                .map_or(Ok(CatchUp::Once), CatchUp::from_stored)?,
             active: self.active,
+            paused: self.paused,
             fail_count: self.fail_count,
             fail_reason: self.fail_reason,
             locked_by: self.locked_by,
@@ -222,8 +256,11 @@ mod tests {
             name: "tick".into(),
             schedule: Some("00 02 * * *".into()),
             kind: JobKind::Cron,
+            timezone: "UTC".into(),
+            catch_up: CatchUp::Skip,
             active: true,
             next_run_at: None,
+            keep_planned: false,
         };
         define(&store, &definition).await.expect("define");
         assert_eq!(stored(&store, "tick").await, ("cron".into(), None));

@@ -26,8 +26,72 @@ CREATE TABLE IF NOT EXISTS jobs (
     fail_count INTEGER NOT NULL DEFAULT 0, fail_reason TEXT, locked_at TEXT, locked_by TEXT);
 ";
 
+/// Columns added after a table was first shipped, in the order they came: (table, column,
+/// its type and default). A file without one gets it by `ALTER TABLE ... ADD COLUMN`, so a
+/// file written by an earlier version opens with its rows kept and the new fields at their
+/// defaults.
+const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
+    // Issue 19: the zone cron fields are read in; NULL reads as UTC.
+    ("jobs", "timezone", "TEXT"),
+    // Issue 19: what to do about missed occurrences; NULL reads as `once`.
+    ("jobs", "catch_up", "TEXT"),
+    // Issue 19: paused through the API, on every host sharing the file.
+    ("jobs", "paused", "INTEGER NOT NULL DEFAULT 0"),
+];
+
 /// Creates what is missing in one write transaction: processes opening a fresh file at once
-/// take turns (the busy handler waits) instead of racing to create the same tables.
+/// take turns (the busy handler waits) instead of racing to create the same tables or add
+/// the same columns.
 pub fn create(connection: &Connection) -> rusqlite::Result<()> {
-    connection.execute_batch(&format!("BEGIN IMMEDIATE; {SCHEMA} COMMIT;"))
+    connection.execute_batch(&format!("BEGIN IMMEDIATE; {SCHEMA}"))?;
+    match add_columns(connection) {
+        Ok(()) => connection.execute_batch("COMMIT;"),
+        Err(e) => {
+            let _ = connection.execute_batch("ROLLBACK;");
+            Err(e)
+        }
+    }
+}
+
+fn add_columns(connection: &Connection) -> rusqlite::Result<()> {
+    for (table, column, kind) in ADDED_COLUMNS {
+        let mut columns = connection.prepare(&format!("PRAGMA table_info({table})"))?;
+        let present = columns
+            .query_map([], |r| r.get::<_, String>(1))?
+            .collect::<rusqlite::Result<Vec<_>>>()?
+            .iter()
+            .any(|name| name == column);
+        if !present {
+            connection
+                .execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {kind};"))?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_of_an_earlier_version_gets_the_new_columns_and_keeps_its_rows() {
+        let connection = Connection::open_in_memory().expect("open");
+        connection
+            .execute_batch(
+                "CREATE TABLE jobs (
+                    name TEXT PRIMARY KEY, schedule TEXT, type TEXT NOT NULL, active INTEGER NOT NULL,
+                    next_run_at TEXT, last_run_at TEXT, last_finished_at TEXT, last_status TEXT,
+                    fail_count INTEGER NOT NULL DEFAULT 0, fail_reason TEXT, locked_at TEXT, locked_by TEXT);
+                 INSERT INTO jobs (name, type, active) VALUES ('old', 'manual', 1);",
+            )
+            .expect("an old file");
+        create(&connection).expect("migrated");
+        create(&connection).expect("a second open changes nothing");
+        let (name, zone): (String, Option<String>) = connection
+            .query_row("SELECT name, timezone FROM jobs", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .expect("the old row");
+        assert_eq!((name.as_str(), zone), ("old", None));
+    }
 }

@@ -8,7 +8,7 @@ use mongodb::options::IndexOptions;
 use mongodb::{Collection, IndexModel};
 
 use super::{classify, integer, time};
-use crate::config::JobKind;
+use crate::config::{CatchUp, JobKind};
 use crate::store::{JobDefinition, JobRecord, RunOutcome, RunStatus, StoreError, StoredText};
 
 pub async fn ensure_indexes(jobs: &Collection<Document>) -> Result<(), StoreError> {
@@ -40,15 +40,21 @@ pub async fn define(
     jobs: &Collection<Document>,
     definition: &JobDefinition,
 ) -> Result<(), StoreError> {
-    let update = doc! {
-        "$set": {
-            "schedule": definition.schedule.as_deref(),
-            "type": definition.kind.as_str(),
-            "active": definition.active,
-            "nextRunAt": date(definition.next_run_at),
-        },
-        "$setOnInsert": {"failCount": 0_i64},
+    let mut set = doc! {
+        "schedule": definition.schedule.as_deref(),
+        "type": definition.kind.as_str(),
+        "timezone": &definition.timezone,
+        "catchUp": definition.catch_up.as_str(),
+        "active": definition.active,
     };
+    let mut on_insert = doc! {"failCount": 0_i64};
+    let planned = date(definition.next_run_at);
+    if definition.keep_planned {
+        on_insert.insert("nextRunAt", planned);
+    } else {
+        set.insert("nextRunAt", planned);
+    }
+    let update = doc! {"$set": set, "$setOnInsert": on_insert};
     jobs.update_one(doc! {"name": &definition.name}, update)
         .upsert(true)
         .await
@@ -63,16 +69,37 @@ pub async fn remove(jobs: &Collection<Document>, name: &str) -> Result<(), Store
         .map_err(classify)
 }
 
+/// Moves the plan from `planned` to `next` if it is still `planned` and the job's pause is
+/// `paused` (a record without `paused` is not paused).
 pub async fn advance(
     jobs: &Collection<Document>,
     name: &str,
     planned: DateTime<Utc>,
     next: Option<DateTime<Utc>>,
+    paused: bool,
 ) -> Result<bool, StoreError> {
-    let filter = doc! {"name": name, "nextRunAt": bson::DateTime::from_chrono(planned)};
+    let mut filter = doc! {"name": name, "nextRunAt": bson::DateTime::from_chrono(planned)};
+    if paused {
+        filter.insert("paused", true);
+    } else {
+        filter.insert("paused", doc! {"$ne": true});
+    }
     let update = doc! {"$set": {"nextRunAt": date(next)}};
     let result = jobs.update_one(filter, update).await.map_err(classify)?;
     Ok(result.modified_count == 1)
+}
+
+pub async fn set_paused(
+    jobs: &Collection<Document>,
+    name: &str,
+    paused: bool,
+) -> Result<bool, StoreError> {
+    let update = doc! {"$set": {"paused": paused}};
+    let result = jobs
+        .update_one(doc! {"name": name}, update)
+        .await
+        .map_err(classify)?;
+    Ok(result.matched_count == 1)
 }
 
 pub async fn lock(
@@ -133,7 +160,12 @@ fn record(d: &Document) -> Result<JobRecord, StoreError> {
         kind: d
             .get_str("type")
             .map_or(Ok(JobKind::Manual), JobKind::from_stored)?,
+        timezone: text("timezone").unwrap_or_else(|| "UTC".into()),
+        catch_up: d
+            .get_str("catchUp")
+            .map_or(Ok(CatchUp::Once), CatchUp::from_stored)?,
         active: d.get_bool("active").unwrap_or(true),
+        paused: d.get_bool("paused").unwrap_or(false),
         next_run_at: when("nextRunAt"),
         last_run_at: when("lastRunAt"),
         last_finished_at: when("lastFinishedAt"),

@@ -149,7 +149,20 @@ impl Store for MongoStore {
         planned: DateTime<Utc>,
         next: Option<DateTime<Utc>>,
     ) -> Result<bool, StoreError> {
-        jobs::advance(&self.jobs, name, planned, next).await
+        jobs::advance(&self.jobs, name, planned, next, false).await
+    }
+
+    async fn replan_paused_job(
+        &self,
+        name: &str,
+        planned: DateTime<Utc>,
+        next: Option<DateTime<Utc>>,
+    ) -> Result<bool, StoreError> {
+        jobs::advance(&self.jobs, name, planned, next, true).await
+    }
+
+    async fn set_job_paused(&self, name: &str, paused: bool) -> Result<bool, StoreError> {
+        jobs::set_paused(&self.jobs, name, paused).await
     }
 
     async fn lock_job(
