@@ -33,12 +33,17 @@ impl TestEnv {
 
     /// Starts `dpsd worker NAME`, its log in the test folder; killed when the test ends.
     pub fn start_worker(&self, name: &str) -> u32 {
+        self.start_worker_with(name, &[])
+    }
+
+    /// Starts `dpsd worker NAME ARGS...`, its log in the test folder.
+    pub fn start_worker_with(&self, name: &str, args: &[&str]) -> u32 {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(self.path(&format!("{name}.log")))
             .expect("log file");
-        self.spawn(self.dpsd().args(["worker", name]), log)
+        self.spawn(self.dpsd().args(["worker", name]).args(args), log)
     }
 
     /// Writes worker NAME, starts one replica of it and waits until it consumes.
@@ -51,6 +56,12 @@ impl TestEnv {
     /// Starts `dpsd run` with this test's configuration, its log in `daemon.log`.
     pub fn start_daemon(&self) -> u32 {
         self.start_daemon_at(&self.config_path(), "daemon.log")
+    }
+
+    /// Starts `dpsd ARGS...` (e.g. `run --no-workers`), its log in `daemon.log`.
+    pub fn start_daemon_with(&self, args: &[&str]) -> u32 {
+        let log = std::fs::File::create(self.path("daemon.log")).expect("log file");
+        self.spawn(self.dpsd().args(args), log)
     }
 
     /// Starts `dpsd run` with the main file `config`, its log in `log`.
