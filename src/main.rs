@@ -112,6 +112,10 @@ enum FailedCommand {
 }
 
 fn main() -> ExitCode {
+    // First, before any thread: as PID 1 (a container) an init stays behind to reap orphans.
+    if let Some(code) = dpsd::init::split_if_pid_1() {
+        return code;
+    }
     let cli = Cli::parse();
     let global = Global {
         source: Source {

@@ -70,6 +70,13 @@ impl TestEnv {
         self.spawn(dpsd_at(config).arg("run"), log)
     }
 
+    /// Starts `command` (dpsd under a wrapper, say), its stderr in `log` of the test folder;
+    /// killed when the test ends.
+    pub fn start_logged(&self, command: &mut Command, log: &str) -> u32 {
+        let log = std::fs::File::create(self.path(log)).expect("log file");
+        self.spawn(command, log)
+    }
+
     /// Spawns `command` with stderr to `log`; it is killed when the test ends.
     fn spawn(&self, command: &mut Command, log: std::fs::File) -> u32 {
         let child = command
@@ -124,6 +131,28 @@ impl TestEnv {
             reqwest::blocking::get(&url).is_ok()
         });
     }
+}
+
+/// The path of the dpsd binary under test.
+pub fn dpsd_binary() -> &'static str {
+    env!("CARGO_BIN_EXE_dpsd")
+}
+
+/// The children of `parent`, as (pid, state letter, command line).
+pub fn children_of(parent: u32) -> Vec<(u32, char, String)> {
+    std::fs::read_dir("/proc")
+        .expect("/proc")
+        .flatten()
+        .filter_map(|entry| {
+            let pid = entry.file_name().to_str()?.parse::<u32>().ok()?;
+            (parent_of(pid)? == parent).then_some(())?;
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            let state = stat[stat.rfind(')')? + 2..].chars().next()?;
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let args = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            Some((pid, state, args.trim().to_string()))
+        })
+        .collect()
 }
 
 fn dpsd_at(config: &Path) -> Command {
