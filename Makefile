@@ -21,7 +21,7 @@ CHAOS_REPORT ?= target/chaos-report.md
 # the scripts and tools ask the same cargo
 export CARGO
 
-.PHONY: help run test chaos bench services mongo install release clean
+.PHONY: help run test chaos bench services mongo install release image clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -57,6 +57,9 @@ services: ## make sure RabbitMQ answers on 127.0.0.1:5672 (installing it when mi
 
 mongo: ## a local MongoDB-wire server on 127.0.0.1:27017 (mongod, else SecantusDB), to try the MongoDB store
 	scripts/ensure-mongo.sh
+
+image: ## the image dpsd:VERSION and dpsd:latest from the Dockerfile (installs and starts Docker when missing; makes the base image from Debian's packages when no registry answers)
+	scripts/image.sh
 
 release: ## build the optimised binary
 	$(CARGO) build --release
