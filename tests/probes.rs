@@ -222,3 +222,35 @@ fn no_workers_daemon_and_a_listening_worker_run_the_chain_between_them() {
     let status = env.take_child(worker).wait().expect("wait");
     assert!(status.success(), "the worker exited with {status}");
 }
+
+/// With `api.auth` set, a listening worker's probes stay open and its `/metrics` needs the
+/// credentials, as the daemon's does.
+#[test]
+fn a_listening_worker_guards_its_metrics_with_api_auth_but_not_its_probes() {
+    let env = TestEnv::embedded("probesworkerauth");
+    env.write_main_with_auth("{admin: {password: test}}", "");
+    env.write_worker("w", &worker_yaml(&env, 1));
+    let listen = format!("127.0.0.1:{}", free_port());
+    env.start_worker_with("w", &["--listen", &listen]);
+    let url = |path: &str| format!("http://{listen}{path}");
+    wait_for("the worker's /readyz 200", Duration::from_secs(30), || {
+        get(&url("/readyz")).is_some_and(|(s, _)| s == StatusCode::OK)
+    });
+    assert_eq!(get(&url("/livez")).map(|r| r.0), Some(StatusCode::OK));
+    let client = Client::new();
+    let anonymous = client.get(url("/metrics")).send().expect("GET");
+    assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+    let authed = client
+        .get(url("/metrics"))
+        .basic_auth("admin", Some("test"))
+        .send()
+        .expect("GET");
+    assert_eq!(authed.status(), StatusCode::OK);
+    // The daemon's API is not there.
+    let jobs = client
+        .get(url("/api/jobs"))
+        .basic_auth("admin", Some("test"))
+        .send()
+        .expect("GET");
+    assert_eq!(jobs.status(), StatusCode::NOT_FOUND);
+}
