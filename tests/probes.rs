@@ -181,7 +181,11 @@ fn no_workers_daemon_and_a_listening_worker_run_the_chain_between_them() {
     assert_eq!(status, StatusCode::OK, "{body}");
     let (_, workers) = get(&env.api("/api/workers")).expect("GET /api/workers");
     assert_eq!(workers, json!([]));
-    assert!(env.daemon_log().contains("--no-workers"));
+    assert!(env.daemon_log().contains("--no-workers: no replicas"));
+    assert!(
+        !env.daemon_log().contains("needs MongoDB"),
+        "on MongoDB: no warning"
+    );
 
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
@@ -253,4 +257,16 @@ fn a_listening_worker_guards_its_metrics_with_api_auth_but_not_its_probes() {
         .send()
         .expect("GET");
     assert_eq!(jobs.status(), StatusCode::NOT_FOUND);
+}
+
+/// `--no-workers` on the embedded store warns that the layout needs MongoDB.
+#[test]
+fn no_workers_on_the_embedded_store_warns_that_the_layout_needs_mongodb() {
+    let env = TestEnv::embedded("probesk8sembedded");
+    env.start_daemon_with(&["run", "--no-workers"]);
+    env.wait_api();
+    wait_for("the warning", Duration::from_secs(10), || {
+        env.daemon_log()
+            .contains("the Kubernetes layout needs MongoDB (mongodb.uri)")
+    });
 }

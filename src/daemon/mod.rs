@@ -69,6 +69,13 @@ pub async fn run(
         }
         None => {
             info!("--no-workers: no replicas are started here");
+            if settings.mongodb.as_ref().is_none_or(|m| m.uri.is_none()) {
+                // Workers in other pods cannot reach an embedded file (SPEC 13).
+                warn!(
+                    "--no-workers on the embedded store: workers started elsewhere cannot share \
+                     its file; the Kubernetes layout needs MongoDB (mongodb.uri)"
+                );
+            }
             (None, true)
         }
     };
