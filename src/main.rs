@@ -30,7 +30,11 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// The daemon: HTTP API, job scheduler, and the replicas of every workers.d file (the default)
-    Run,
+    Run {
+        /// The API and the scheduler only: no replicas (each worker runs as `dpsd worker NAME`)
+        #[arg(long)]
+        no_workers: bool,
+    },
     /// Run one replica of worker NAME in the foreground (Ctrl-C drains and exits)
     Worker {
         name: String,
@@ -40,6 +44,18 @@ enum Command {
         /// Started by `dpsd run`: the configuration comes on stdin, counts go to stdout
         #[arg(long, hide = true)]
         supervised: bool,
+        /// Serve this replica's /livez, /readyz and /metrics on ADDR (e.g. 0.0.0.0:3001)
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<String>,
+    },
+    /// Probe a running daemon's /livez (or /readyz): exit 0 when it answers 200, else 1
+    Health {
+        /// The daemon's base URL [default: http:// and api.listen, 0.0.0.0 asked as 127.0.0.1]
+        #[arg(long)]
+        url: Option<String>,
+        /// Probe /readyz (RabbitMQ, the store, every worker's replicas) instead of /livez
+        #[arg(long)]
+        ready: bool,
     },
     /// Validate all configuration files; print every problem with file and line
     Check,
@@ -103,6 +119,10 @@ enum FailedCommand {
 }
 
 fn main() -> ExitCode {
+    // First, before any thread: as PID 1 (a container) an init stays behind to reap orphans.
+    if let Some(code) = dpsd::init::split_if_pid_1() {
+        return code;
+    }
     let cli = Cli::parse();
     let global = Global {
         source: Source {
@@ -111,7 +131,8 @@ fn main() -> ExitCode {
         },
         verbose: cli.verbose,
     };
-    match run(&global, cli.command.unwrap_or(Command::Run)) {
+    let command = cli.command.unwrap_or(Command::Run { no_workers: false });
+    match run(&global, command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
             eprintln!("dpsd: {failure}");
@@ -123,7 +144,10 @@ fn main() -> ExitCode {
 fn run(global: &Global, command: Command) -> Result<(), Failure> {
     match command {
         Command::Check => commands::check(global),
-        Command::Run => runtime()?.block_on(commands::run(global)),
+        Command::Run { no_workers } => runtime()?.block_on(commands::run(global, !no_workers)),
+        Command::Health { url, ready } => {
+            single_threaded()?.block_on(commands::health(global, url.as_deref(), ready))
+        }
         Command::Job(JobCommand::Run { name }) => {
             runtime()?.block_on(commands::job_run(global, &name))
         }
@@ -132,7 +156,11 @@ fn run(global: &Global, command: Command) -> Result<(), Failure> {
             name,
             replica,
             supervised,
-        } => single_threaded()?.block_on(commands::worker(global, &name, replica, supervised)),
+            listen,
+        } => {
+            let worker = commands::worker(global, &name, replica, supervised, listen.as_deref());
+            single_threaded()?.block_on(worker)
+        }
         Command::Send { queue, json, count } => {
             runtime()?.block_on(commands::send(global, &queue, json.as_deref(), count))
         }

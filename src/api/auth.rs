@@ -1,4 +1,4 @@
-//! HTTP Basic authentication for every route but `/health` (SPEC 6.1): plain passwords
+//! HTTP Basic authentication for every route but the probes (SPEC 6.1): plain passwords
 //! compared in constant time, or argon2 hashes.
 
 use std::collections::{BTreeMap, HashMap};
@@ -91,12 +91,12 @@ fn same(expected: &str, given: &str) -> bool {
     expected.as_bytes().ct_eq(given.as_bytes()).into()
 }
 
-/// The middleware: lets `/health` and an open API through, else requires a known user.
+/// The middleware: lets the probes (`/health`, `/livez`, `/readyz`) and an open API through, else requires a known user.
 pub async fn require_user(
     request: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
-    let open = request.path() == "/health"
+    let open = super::probes::OPEN_PATHS.contains(&request.path())
         || request
             .app_data::<web::Data<Users>>()
             .is_none_or(|users| users.is_open());

@@ -11,12 +11,22 @@ use prometheus::proto::{
 use prometheus::{Encoder, TextEncoder};
 
 use super::{ApiError, State};
+use crate::broker::QueueStats;
+use crate::supervisor::WorkersSnapshot;
 use crate::worker::{Histogram as Durations, BUCKETS};
 
 #[get("/metrics")]
 async fn scrape(state: web::Data<State>) -> Result<HttpResponse, ApiError> {
+    let workers = state.workers.borrow().clone();
+    let queues = state.queues.borrow().clone();
+    let job_runs = state.scheduler.run_counts();
+    encoded(families(&workers, &queues, &job_runs))
+}
+
+/// The families as a text-format answer.
+pub(super) fn encoded(families: Vec<MetricFamily>) -> Result<HttpResponse, ApiError> {
     // The text format has no empty families (a worker or job not seen yet).
-    let families: Vec<MetricFamily> = families(&state)
+    let families: Vec<MetricFamily> = families
         .into_iter()
         .filter(|f| !f.get_metric().is_empty())
         .collect();
@@ -29,9 +39,12 @@ async fn scrape(state: web::Data<State>) -> Result<HttpResponse, ApiError> {
         .body(text))
 }
 
-fn families(state: &State) -> Vec<MetricFamily> {
-    let workers = state.workers.borrow().clone();
-    let queues = state.queues.borrow().clone();
+/// Every family, from the workers' reports, their queues' figures and the job runs.
+pub(super) fn families(
+    workers: &WorkersSnapshot,
+    queues: &BTreeMap<String, QueueStats>,
+    job_runs: &BTreeMap<(String, String), u64>,
+) -> Vec<MetricFamily> {
     let per_worker = |value: &dyn Fn(&crate::supervisor::WorkerReport) -> f64| -> Vec<Metric> {
         workers
             .iter()
@@ -39,7 +52,7 @@ fn families(state: &State) -> Vec<MetricFamily> {
             .collect()
     };
     let mut durations: BTreeMap<(String, String), Durations> = BTreeMap::new();
-    for (worker, report) in &workers {
+    for (worker, report) in workers {
         for (service, histogram) in &report.counters.services {
             durations
                 .entry((worker.clone(), service.clone()))
@@ -47,13 +60,11 @@ fn families(state: &State) -> Vec<MetricFamily> {
                 .add(histogram);
         }
     }
-    let job_runs: Vec<Metric> = state
-        .scheduler
-        .run_counts()
+    let job_runs: Vec<Metric> = job_runs
         .iter()
         .map(|((job, status), runs)| metric(&[("job", job), ("status", status)], *runs as f64))
         .collect();
-    let per_queue = |value: &dyn Fn(&crate::broker::QueueStats) -> u32| -> Vec<Metric> {
+    let per_queue = |value: &dyn Fn(&QueueStats) -> u32| -> Vec<Metric> {
         queues
             .iter()
             .map(|(queue, s)| metric(&[("queue", queue)], value(s) as f64))

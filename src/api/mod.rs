@@ -1,5 +1,5 @@
 //! The HTTP API (SPEC 6) on actix-web: JSON in and out, camelCase, errors as
-//! `{"error": ...}`, Basic auth on everything but `/health`.
+//! `{"error": ...}`, Basic auth on everything but the probes (`/health`, `/livez`, `/readyz`).
 
 mod auth;
 mod dashboard;
@@ -8,6 +8,8 @@ mod failed;
 mod jobs;
 mod metrics;
 mod openapi;
+mod probes;
+mod replica;
 mod system;
 mod workers;
 
@@ -21,6 +23,8 @@ use tokio::sync::watch;
 
 pub use auth::Users;
 pub use error::ApiError;
+pub use probes::Liveness;
+pub use replica::{serve_replica, ReplicaState};
 
 use crate::broker::{Outbox, QueueStats};
 use crate::config::ApiSettings;
@@ -49,10 +53,12 @@ pub fn serve(settings: &ApiSettings, state: State) -> anyhow::Result<ServerHandl
     warn_if_exposed(&settings.listen, &users);
     let auth = !users.is_open();
     let state = web::Data::new(state);
+    let liveness = web::Data::new(Liveness::spawn());
     let server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
             .app_data(users.clone())
+            .app_data(liveness.clone())
             .app_data(
                 web::JsonConfig::default()
                     .limit(BODY_LIMIT)
@@ -68,6 +74,7 @@ pub fn serve(settings: &ApiSettings, state: State) -> anyhow::Result<ServerHandl
             .configure(dashboard::routes)
             .configure(openapi::routes)
             .configure(system::routes)
+            .configure(probes::routes)
             .default_service(web::to(not_found))
     })
     .workers(2)

@@ -1,4 +1,4 @@
-//! Executions, publish, reload and health (SPEC 6).
+//! Executions, publish and reload (SPEC 6); the probes are in `probes`.
 
 use actix_web::{get, post, web, HttpResponse};
 use serde_json::Value;
@@ -84,50 +84,12 @@ fn delay_queue_owner(state: &State, queue: &str) -> Option<(String, String)> {
     })
 }
 
-/// `/health` answers within about this long even when a server does not.
-const HEALTH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
-
 #[post("/api/reload")]
 async fn reload(state: web::Data<State>) -> HttpResponse {
     state.reload.request();
     HttpResponse::Ok().json(serde_json::json!({"ok": true}))
 }
 
-/// Liveness and readiness: 200 when RabbitMQ and the store answer and every worker has its
-/// replicas, else 503 with the same body saying which part is missing.
-#[get("/health")]
-async fn health(state: web::Data<State>) -> HttpResponse {
-    let ping = tokio::time::timeout(HEALTH_TIMEOUT, state.store.ping());
-    let reach = tokio::time::timeout(HEALTH_TIMEOUT, state.outbox.check());
-    let (rabbitmq, store) = tokio::join!(reach, ping);
-    let rabbitmq = rabbitmq.unwrap_or(Err(BrokerError::Lost("no answer within 2s")));
-    let store =
-        store.unwrap_or_else(|_| Err(crate::store::StoreError::Unavailable("no answer".into())));
-    let workers = state.workers.borrow().clone();
-    let short: Vec<&String> = workers
-        .iter()
-        .filter(|(_, w)| w.replicas_running < w.replicas_wanted)
-        .map(|(name, _)| name)
-        .collect();
-    let healthy = rabbitmq.is_ok() && store.is_ok() && short.is_empty();
-    let body = serde_json::json!({
-        "status": if healthy { "ok" } else { "degraded" },
-        "rabbitmq": rabbitmq.is_ok(),
-        "rabbitmqError": rabbitmq.err().map(|e| e.to_string()),
-        "store": store.is_ok(),
-        "workersShortOfReplicas": short,
-    });
-    if healthy {
-        HttpResponse::Ok().json(body)
-    } else {
-        HttpResponse::ServiceUnavailable().json(body)
-    }
-}
-
 pub fn routes(config: &mut web::ServiceConfig) {
-    config
-        .service(execution)
-        .service(publish)
-        .service(reload)
-        .service(health);
+    config.service(execution).service(publish).service(reload);
 }

@@ -68,6 +68,11 @@ impl Outbox {
         result
     }
 
+    /// The broker's nodes as they may be shown: without their passwords.
+    pub fn shown(&self) -> String {
+        self.endpoint.shown()
+    }
+
     /// Whether the broker can be reached now (connecting if need be); `Err` says why not,
     /// naming the nodes without their passwords.
     pub async fn check(&self) -> Result<(), BrokerError> {

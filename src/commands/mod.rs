@@ -3,6 +3,7 @@
 
 mod check;
 mod failed;
+mod health;
 mod job;
 mod run;
 mod send;
@@ -10,6 +11,7 @@ mod worker;
 
 pub use check::check;
 pub use failed::{failed_delete, failed_list, failed_replay, Target};
+pub use health::health;
 pub use job::{job_preview, job_run};
 pub use run::run;
 pub use send::send;

@@ -9,8 +9,10 @@ use crate::logging;
 use crate::shutdown::Shutdown;
 use crate::supervisor::Spawner;
 
-/// Supervises the replicas of every worker file until SIGTERM or SIGINT.
-pub async fn run(global: &Global) -> Result<(), Failure> {
+/// Serves the API, runs the scheduler and (with `workers`) supervises the replicas of every
+/// worker file, until SIGTERM or SIGINT. Without `workers` (`--no-workers`, SPEC 13) each
+/// worker runs elsewhere as `dpsd worker NAME`.
+pub async fn run(global: &Global, workers: bool) -> Result<(), Failure> {
     let config = global.config()?;
     let _log = logging::init(&config.settings.log, global.verbose)?;
     let timeout = config.settings.supervisor.shutdown_timeout;
@@ -24,10 +26,15 @@ pub async fn run(global: &Global) -> Result<(), Failure> {
     };
     let mut source = global.source.clone();
     source.config = Some(config_path);
-    tracing::info!(version = env!("CARGO_PKG_VERSION"), "dpsd daemon starting");
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        workers,
+        "dpsd daemon starting"
+    );
     for warning in &config.warnings {
         tracing::warn!("{warning}");
     }
+    let spawner = workers.then_some(spawner);
     daemon::run(source, Snapshot::of(config), spawner, shutdown).await?;
     Ok(())
 }

@@ -2,19 +2,30 @@
 //! the configuration files itself; started by the supervisor (`--supervised`) it reads only
 //! the [`ReplicaSpec`] the supervisor writes on its stdin, and reports its counts on stdout.
 
+use std::collections::BTreeMap;
 use std::io::Read;
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use tracing::Instrument;
 
 use super::{Failure, Global};
+use crate::api::{serve_replica, ReplicaState};
 use crate::broker::Endpoint;
-use crate::config::{QueueType, ReplicaSpec};
+use crate::config::{Credential, QueueType, ReplicaSpec};
 use crate::logging;
 use crate::services::Caller;
 use crate::shutdown::Shutdown;
 use crate::store;
 use crate::worker::{report, report_once, Counters, Handler, Worker};
+
+/// How the replica was started, beyond its spec.
+struct Mode {
+    replica: u32,
+    supervised: bool,
+    /// `--listen ADDR`: serve /livez, /readyz and /metrics there, with `api.auth`'s users.
+    listen: Option<(String, Option<BTreeMap<String, Credential>>)>,
+}
 
 /// Runs until SIGINT or SIGTERM, then drains the messages in hand and returns.
 pub async fn worker(
@@ -22,17 +33,23 @@ pub async fn worker(
     name: &str,
     replica: u32,
     supervised: bool,
+    listen: Option<&str>,
 ) -> Result<(), Failure> {
-    let spec = if supervised {
-        from_supervisor(name)?
+    let (spec, auth) = if supervised {
+        (from_supervisor(name)?, None)
     } else {
         let config = global.config()?;
         let def = config.worker(name)?;
-        config.replica(def)
+        (config.replica(def), config.settings.api.auth.clone())
     };
     let _log = logging::init(&spec.runtime.log, global.verbose)?;
     let span = tracing::info_span!("worker", worker = %spec.worker.name, replica);
-    run(spec, replica, supervised).instrument(span).await
+    let mode = Mode {
+        replica,
+        supervised,
+        listen: listen.map(|addr| (addr.to_string(), auth)),
+    };
+    run(spec, mode).instrument(span).await
 }
 
 /// The spec on stdin, as the supervisor wrote it.
@@ -44,7 +61,12 @@ fn from_supervisor(name: &str) -> Result<ReplicaSpec, Failure> {
     ReplicaSpec::from_json(&json, name).map_err(Failure::Usage)
 }
 
-async fn run(spec: ReplicaSpec, replica: u32, supervised: bool) -> Result<(), Failure> {
+async fn run(spec: ReplicaSpec, mode: Mode) -> Result<(), Failure> {
+    let Mode {
+        replica,
+        supervised,
+        listen,
+    } = mode;
     let shutdown = Shutdown::on_signals(spec.shutdown_timeout)
         .map_err(|e| anyhow::anyhow!("cannot install signal handlers: {e}"))?;
     let store = store::open(&spec.runtime.store).await?;
@@ -61,12 +83,32 @@ async fn run(spec: ReplicaSpec, replica: u32, supervised: bool) -> Result<(), Fa
     if supervised {
         tokio::spawn(report(handler.counters.clone()));
     }
+    let endpoint = Endpoint::new(&spec.runtime.amqp);
+    let consuming = Arc::new(AtomicBool::new(false));
+    let listener = match listen {
+        Some((addr, auth)) => {
+            let state = ReplicaState {
+                worker: handler.def.name.clone(),
+                queue: handler.def.queue.clone(),
+                broker: endpoint.shown(),
+                consuming: consuming.clone(),
+                store: store.clone(),
+                counters: handler.counters.clone(),
+            };
+            Some(serve_replica(&addr, auth.as_ref(), state)?)
+        }
+        None => None,
+    };
     let worker = Worker {
         handler: Arc::new(handler),
-        endpoint: Endpoint::new(&spec.runtime.amqp),
+        endpoint,
         replica,
+        consuming,
     };
     worker.run(&shutdown).await;
+    if let Some(listener) = listener {
+        listener.stop(true).await;
+    }
     if supervised {
         // The last counts, with what the drain finished, before stdout closes.
         report_once(&worker.handler.counters.totals());

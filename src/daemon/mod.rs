@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use sd_notify::NotifyState;
 use tokio::sync::{oneshot, watch};
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
@@ -24,11 +25,12 @@ use crate::store;
 use crate::supervisor::{Links, Spawner, Supervisor, WorkersSnapshot};
 
 /// Runs the daemon until SIGTERM or SIGINT. `source` names the main file by absolute path;
-/// `first` is the configuration it was started with.
+/// `first` is the configuration it was started with. Without a `spawner` (`--no-workers`)
+/// there is no supervisor: the API and the scheduler only.
 pub async fn run(
     source: Source,
     first: Snapshot,
-    spawner: Spawner,
+    spawner: Option<Spawner>,
     shutdown: Shutdown,
 ) -> anyhow::Result<()> {
     let settings = first.config.settings.clone();
@@ -60,28 +62,63 @@ pub async fn run(
     let kept = jobs::keep(scheduler, snapshots.clone(), jobs_applied, stop.clone());
     tokio::spawn(kept);
     tokio::spawn(keep_queue_types(outbox.clone(), snapshots.clone(), stop));
-    let (started, replicas_started) = oneshot::channel();
-    let links = Links {
-        shutdown: shutdown.clone(),
-        config: snapshots,
-        status,
-        started,
+    let (supervisor, started) = match spawner {
+        Some(spawner) => {
+            let (supervisor, started) = supervise(spawner, &shutdown, snapshots, status).await;
+            (Some(supervisor), started)
+        }
+        None => {
+            info!("--no-workers: no replicas are started here");
+            if settings.mongodb.as_ref().is_none_or(|m| m.uri.is_none()) {
+                // Workers in other pods cannot reach an embedded file (SPEC 13).
+                warn!(
+                    "--no-workers on the embedded store: workers started elsewhere cannot share \
+                     its file; the Kubernetes layout needs MongoDB (mongodb.uri)"
+                );
+            }
+            (None, true)
+        }
     };
-    let supervisor = tokio::spawn(Supervisor::run(spawner, links));
-    if replicas_started.await.is_ok() {
+    if started {
         notify(NotifyState::Ready);
     }
 
     shutdown.graceful.cancelled().await;
     notify(NotifyState::Stopping);
     let api_stopped = api.stop(true);
-    let (_, supervised) = tokio::join!(api_stopped, supervisor);
+    let supervised = async {
+        match supervisor {
+            Some(supervisor) => supervisor.await,
+            None => Ok(()),
+        }
+    };
+    let (_, supervised) = tokio::join!(api_stopped, supervised);
     if let Err(e) = supervised {
         error!("the supervisor failed: {e}");
     }
     outbox.close().await;
     store.close().await;
     Ok(())
+}
+
+/// Starts the supervisor and returns once the first configuration's replicas are started
+/// (true), or the supervisor ended before that (false: systemd is then not told READY).
+async fn supervise(
+    spawner: Spawner,
+    shutdown: &Shutdown,
+    config: watch::Receiver<Arc<Snapshot>>,
+    status: watch::Sender<WorkersSnapshot>,
+) -> (JoinHandle<()>, bool) {
+    let (started, replicas_started) = oneshot::channel();
+    let links = Links {
+        shutdown: shutdown.clone(),
+        config,
+        status,
+        started,
+    };
+    let supervisor = tokio::spawn(Supervisor::run(spawner, links));
+    let started = replicas_started.await.is_ok();
+    (supervisor, started)
 }
 
 /// Keeps the daemon's publisher declaring each queue with the type the newest configuration

@@ -5,6 +5,7 @@
 mod counters;
 mod handler;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -38,6 +39,24 @@ pub struct Worker {
     /// The nodes of the cluster, tried in turn.
     pub endpoint: Endpoint,
     pub replica: u32,
+    /// True while a session consumes the queue (what the replica's `/readyz` reports).
+    pub consuming: Arc<AtomicBool>,
+}
+
+/// Holds `consuming` true for as long as it lives: every way out of a session clears it.
+struct Consuming<'a>(&'a AtomicBool);
+
+impl<'a> Consuming<'a> {
+    fn mark(flag: &'a AtomicBool) -> Self {
+        flag.store(true, Ordering::Relaxed);
+        Consuming(flag)
+    }
+}
+
+impl Drop for Consuming<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Relaxed);
+    }
 }
 
 impl Worker {
@@ -88,6 +107,7 @@ impl Worker {
             .await
             .map_err(|e| SessionError::refused(&def.queue, watch.explain(e.into())))?;
         info!(queue = %def.queue, prefetch = def.prefetch, "consuming");
+        let consuming = Consuming::mark(&self.consuming);
 
         let mut in_flight = JoinSet::new();
         let mut health = tokio::time::interval(Duration::from_secs(1));
@@ -105,6 +125,7 @@ impl Worker {
                 },
             }
         };
+        drop(consuming);
         if let Some(reason) = lost {
             // Their acks could not reach the broker any more: it redelivers them.
             in_flight.abort_all();

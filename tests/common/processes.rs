@@ -48,12 +48,17 @@ impl TestEnv {
 
     /// Starts `dpsd worker NAME`, its log in the test folder; killed when the test ends.
     pub fn start_worker(&self, name: &str) -> u32 {
+        self.start_worker_with(name, &[])
+    }
+
+    /// Starts `dpsd worker NAME ARGS...`, its log in the test folder.
+    pub fn start_worker_with(&self, name: &str, args: &[&str]) -> u32 {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(self.path(&format!("{name}.log")))
             .expect("log file");
-        self.spawn(self.dpsd().args(["worker", name]), log)
+        self.spawn(self.dpsd().args(["worker", name]).args(args), log)
     }
 
     /// Writes worker NAME, starts one replica of it and waits until it consumes.
@@ -68,10 +73,23 @@ impl TestEnv {
         self.start_daemon_at(&self.config_path(), "daemon.log")
     }
 
+    /// Starts `dpsd ARGS...` (e.g. `run --no-workers`), its log in `daemon.log`.
+    pub fn start_daemon_with(&self, args: &[&str]) -> u32 {
+        let log = std::fs::File::create(self.path("daemon.log")).expect("log file");
+        self.spawn(self.dpsd().args(args), log)
+    }
+
     /// Starts `dpsd run` with the main file `config`, its log in `log`.
     pub fn start_daemon_at(&self, config: &Path, log: &str) -> u32 {
         let log = std::fs::File::create(self.path(log)).expect("log file");
         self.spawn(dpsd_at(config).arg("run"), log)
+    }
+
+    /// Starts `command` (dpsd under a wrapper, say), its stderr in `log` of the test folder;
+    /// killed when the test ends.
+    pub fn start_logged(&self, command: &mut Command, log: &str) -> u32 {
+        let log = std::fs::File::create(self.path(log)).expect("log file");
+        self.spawn(command, log)
     }
 
     /// Spawns `command` with stderr to `log`; it is killed when the test ends.
@@ -128,6 +146,28 @@ impl TestEnv {
             reqwest::blocking::get(&url).is_ok()
         });
     }
+}
+
+/// The path of the dpsd binary under test.
+pub fn dpsd_binary() -> &'static str {
+    env!("CARGO_BIN_EXE_dpsd")
+}
+
+/// The children of `parent`, as (pid, state letter, command line).
+pub fn children_of(parent: u32) -> Vec<(u32, char, String)> {
+    std::fs::read_dir("/proc")
+        .expect("/proc")
+        .flatten()
+        .filter_map(|entry| {
+            let pid = entry.file_name().to_str()?.parse::<u32>().ok()?;
+            (parent_of(pid)? == parent).then_some(())?;
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            let state = stat[stat.rfind(')')? + 2..].chars().next()?;
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let args = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            Some((pid, state, args.trim().to_string()))
+        })
+        .collect()
 }
 
 fn dpsd_at(config: &Path) -> Command {
