@@ -13,6 +13,11 @@ use prometheus::{Encoder, TextEncoder};
 use super::{ApiError, State};
 use crate::worker::{Histogram as Durations, BUCKETS};
 
+/// The `collection` label's values: the two kinds of document, as the embedded store's tables
+/// and MongoDB's default collections name them.
+const JOB_STATE: &str = "job_state";
+const FAILED: &str = "failed_messages";
+
 #[get("/metrics")]
 async fn scrape(state: web::Data<State>) -> Result<HttpResponse, ApiError> {
     // The text format has no empty families (a worker or job not seen yet).
@@ -59,7 +64,7 @@ fn families(state: &State) -> Vec<MetricFamily> {
             .map(|(queue, s)| metric(&[("queue", queue)], value(s) as f64))
             .collect()
     };
-    vec![
+    let mut families = vec![
         counter(
             "dpsd_messages_processed_total",
             "Messages a worker completed.",
@@ -116,7 +121,40 @@ fn families(state: &State) -> Vec<MetricFamily> {
             "Job runs on this host by outcome.",
             job_runs,
         ),
-    ]
+    ];
+    families.extend(store_families(&state.retention.borrow()));
+    families
+}
+
+/// What the store holds (as of the last retention pass) and what this host pruned.
+fn store_families(report: &crate::retention::Report) -> Vec<MetricFamily> {
+    let per_collection = |executions: u64, failed: u64| {
+        vec![
+            metric(&[("collection", &JOB_STATE.to_string())], executions as f64),
+            metric(&[("collection", &FAILED.to_string())], failed as f64),
+        ]
+    };
+    let mut families = vec![counter(
+        "dpsd_store_pruned_total",
+        "Documents retention deleted on this host.",
+        per_collection(report.pruned_executions, report.pruned_failed),
+    )];
+    let Some(sizes) = report.sizes else {
+        return families;
+    };
+    families.push(gauge(
+        "dpsd_store_documents",
+        "Documents the store holds.",
+        per_collection(sizes.executions, sizes.failed),
+    ));
+    if let Some(bytes) = sizes.file_bytes {
+        families.push(gauge(
+            "dpsd_store_file_bytes",
+            "Size of the embedded store's file and its write-ahead log.",
+            vec![metric(&[], bytes as f64)],
+        ));
+    }
+    families
 }
 
 fn labels(pairs: &[(&str, &String)]) -> Vec<LabelPair> {
