@@ -6,6 +6,8 @@ BENCH_ARGS ?=
 # make chaos: messages per fault run, seconds per fuzz target, API-fuzz examples per operation
 CHAOS_MESSAGES ?= 3000
 FUZZ_SECONDS ?= 60
+# make chaos: seconds of the soak run (make test runs 40)
+SOAK_SECONDS ?= 600
 API_EXAMPLES ?= 500
 # install locations; DESTDIR stages a package tree
 PREFIX ?= /usr/local
@@ -32,17 +34,20 @@ test: ## fmt check, clippy -D warnings, the fuzz targets compile, then all tests
 	$(CARGO) check --quiet --manifest-path fuzz/Cargo.toml --bins
 	scripts/ensure-browser.sh
 	@rm -rf target/test-skips
-	scripts/test-services.sh $(CARGO) test --all-targets --no-fail-fast -- $(TEST_ARGS)
+	DPSD_TEST_PROMTOOL=$$(scripts/ensure-promtool.sh) \
+	  scripts/test-services.sh $(CARGO) test --all-targets --no-fail-fast -- $(TEST_ARGS)
 	DPSD=$(call binary,debug) tools/api-fuzz.sh
 	@if [ -n "$$(ls -A target/test-skips 2>/dev/null)" ]; then \
 	  echo "make test: passed, but SKIPPED:"; cat target/test-skips/*; fi
 
-chaos: ## the long fault runs, fuzzing of the parsers and of the API (tens of minutes); report in target/chaos-report.md (CHAOS_REPORT)
+chaos: ## the long fault runs, a ten-minute soak (SOAK_SECONDS), fuzzing of the parsers and of the API (tens of minutes); report in target/chaos-report.md (CHAOS_REPORT)
 	$(CARGO) build --bins
 	@mkdir -p $(dir $(CHAOS_REPORT))
 	@printf '| fault | messages | faults | missing or wrong | duplicate service calls | stages recorded twice | time |\n|---|---|---|---|---|---|---|\n' > $(CHAOS_REPORT)
 	DPSD_CHAOS_MESSAGES=$(CHAOS_MESSAGES) DPSD_CHAOS_REPORT=$(abspath $(CHAOS_REPORT)) \
 	  scripts/test-services.sh $(CARGO) test --test chaos -- --test-threads 1 --nocapture
+	DPSD_SOAK_SECONDS=$(SOAK_SECONDS) DPSD_SOAK_REPORT=$(abspath $(dir $(CHAOS_REPORT)))/soak-report.md \
+	  scripts/test-services.sh $(CARGO) test --test soak -- --nocapture
 	tools/fuzz.sh $(FUZZ_SECONDS)
 	DPSD=$(call binary,debug) tools/api-fuzz.sh --examples $(API_EXAMPLES)
 	@cat $(CHAOS_REPORT)
@@ -50,7 +55,7 @@ chaos: ## the long fault runs, fuzzing of the parsers and of the API (tens of mi
 run: release services ## the daemon with the shipped example chain on the embedded store (starts RabbitMQ if needed)
 	$(BINARY) --config etc/dpsd.yaml run
 
-bench: ## the chain against a bare amqprs relay, embedded and MongoDB-wire, and the embedded store alone; writes docs/BENCHMARKS.md (BENCH_ARGS='--n 20000')
+bench: ## the chain against a bare amqprs relay, embedded and MongoDB-wire, and the embedded store alone; writes docs/BENCHMARKS.md (BENCH_ARGS='--n 20000', or '--only retention' to print one group)
 	$(CARGO) build --release --bins --examples
 	DPSD_TEST_RESTARTABLE_AMQP_URL= DPSD_TEST_TLS_AMQP_URL= DPSD_TEST_CLUSTER_URLS= \
 	  scripts/test-services.sh $$(scripts/secantus-venv.sh) tools/bench.py $(BENCH_ARGS)

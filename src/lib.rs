@@ -19,6 +19,7 @@ pub mod process;
 pub mod redact;
 pub mod reload;
 pub mod replay;
+pub mod retention;
 pub mod scheduler;
 pub mod services;
 pub mod shutdown;

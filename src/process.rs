@@ -51,3 +51,11 @@ pub fn describe(status: ExitStatus) -> String {
         _ => status.to_string(),
     }
 }
+
+/// This machine's name, as leases and job locks record their holder (`HOST:PID`).
+pub fn hostname() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "localhost".into())
+}

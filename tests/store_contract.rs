@@ -9,6 +9,11 @@ use dpsd::store::{
     EmbeddedStore, JobDefinition, MongoStore, ParkedBody, ParkedMessage, RunOutcome, RunStatus,
     Stage, Status, Store,
 };
+
+/// A pause that moves the stores' millisecond clocks on.
+async fn tick() {
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+}
 use serde_json::json;
 
 /// A store of each kind, with a database or folder of its own, and what removes it after.
@@ -473,6 +478,105 @@ async fn jobs_are_defined_claimed_once_locked_and_finished(store: &dyn Store) {
     store.ping().await.expect("ping");
 }
 
+async fn old_executions_are_walked_by_age_and_deleted_only_unchanged(store: &dyn Store) {
+    let far = now() + Duration::hours(1);
+    for id in ["r1", "r2", "r3"] {
+        store
+            .record_stage(id, &stage("w1", 1, Status::Done, 1, None))
+            .await
+            .expect("write");
+        tick().await;
+    }
+    let ids = |aged: &[dpsd::store::Aged]| -> Vec<String> {
+        aged.iter().map(|a| a.execution_id.clone()).collect()
+    };
+    let first = store.aged(None, far, 2).await.expect("scan");
+    assert_eq!(ids(&first), ["r1", "r2"]);
+    assert_eq!(
+        (first[0].status, first[0].worker.as_str()),
+        (Status::Done, "w1")
+    );
+    let rest = store
+        .aged(Some(&first[1].cursor()), far, 2)
+        .await
+        .expect("scan on");
+    assert_eq!(ids(&rest), ["r3"]);
+    // Only what was updated before the cut-off.
+    let before_r2 = store
+        .aged(None, first[1].updated_at, 10)
+        .await
+        .expect("scan");
+    assert_eq!(ids(&before_r2), ["r1"]);
+
+    // r2 gets a stage after it was read: the delete leaves it.
+    tick().await;
+    store
+        .record_stage("r2", &stage("w2", 2, Status::Done, 1, None))
+        .await
+        .expect("write");
+    let deleted = store.delete_executions(&first).await.expect("delete");
+    assert_eq!(deleted, 1);
+    assert!(store.execution("r1").await.expect("read").is_none());
+    let r2 = store.execution("r2").await.expect("read").expect("kept");
+    assert_eq!(r2.stages.len(), 2);
+    assert_eq!(store.sizes().await.expect("sizes").executions, 2);
+}
+
+async fn old_parked_messages_are_pruned_and_found_by_execution(store: &dyn Store) {
+    let at = now();
+    let old = parked(
+        "old",
+        "w",
+        ParkedBody::Text("x".into()),
+        at - Duration::hours(2),
+    );
+    let new = parked("new", "w", ParkedBody::Text("y".into()), at);
+    store.park(&old).await.expect("park");
+    store.park(&new).await.expect("park");
+    let among = vec!["exec-old".to_string(), "exec-none".to_string()];
+    assert_eq!(
+        store.parked_among(&among).await.expect("find"),
+        ["exec-old"]
+    );
+    let deleted = store
+        .prune_failed(at - Duration::hours(1), 10)
+        .await
+        .expect("prune");
+    assert_eq!(deleted, 1);
+    assert!(store.failed("old").await.expect("read").is_none());
+    assert!(store.failed("new").await.expect("read").is_some());
+    assert_eq!(store.sizes().await.expect("sizes").failed, 1);
+}
+
+async fn a_lease_is_held_by_one_holder_until_it_expires(store: &dyn Store) {
+    let at = now();
+    let until = at + Duration::seconds(60);
+    assert!(store
+        .claim("retention", "a", at, until)
+        .await
+        .expect("claim"));
+    assert!(!store
+        .claim("retention", "b", at, until)
+        .await
+        .expect("claim"));
+    assert!(store
+        .claim("retention", "a", at, until)
+        .await
+        .expect("renew"));
+    // Another name is another lease.
+    assert!(store.claim("other", "b", at, until).await.expect("claim"));
+    let later = until + Duration::seconds(1);
+    let next = later + Duration::seconds(60);
+    assert!(store
+        .claim("retention", "b", later, next)
+        .await
+        .expect("take over"));
+    assert!(!store
+        .claim("retention", "a", later, next)
+        .await
+        .expect("claim"));
+}
+
 macro_rules! contract {
     ($($case:ident),* $(,)?) => {
         mod on_mongodb {
@@ -497,4 +601,7 @@ contract!(
     concurrent_first_writes_of_one_execution_both_land,
     parked_messages_upsert_list_page_and_delete,
     jobs_are_defined_claimed_once_locked_and_finished,
+    old_executions_are_walked_by_age_and_deleted_only_unchanged,
+    old_parked_messages_are_pruned_and_found_by_execution,
+    a_lease_is_held_by_one_holder_until_it_expires,
 );

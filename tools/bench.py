@@ -10,7 +10,9 @@ all in one run on the local RabbitMQ, and the figures written to docs/BENCHMARKS
      flight, one process, then two sharing the file as the chain's two workers do;
   4. the chain on quorum queues (replicated queues; one node here), replicas 1 and 2: what
      they cost the broker against the classic runs;
-  5. paced: RATE msg/s for SECONDS on the embedded store: end-to-end latency from publish
+  5. retention: the chain with pruning running beside it, and with the embedded store already
+     holding PREFILL executions, each beside a plain run;
+  6. paced: RATE msg/s for SECONDS on the embedded store: end-to-end latency from publish
      to the final state written (p50, p99, max), for the baseline too with --compare.
 For each dpsd run: messages/s, the fraction of the relay, CPU seconds of dpsd and of the
 broker per 10,000 messages, and the peak resident memory of a replica.
@@ -19,7 +21,7 @@ With --compare BINARY, the embedded runs are repeated with another build of dpsd
 commit, say), alternating with this one, so a change is measured against its baseline in
 one session on a noisy machine.
 
-usage: bench.py [--n N] [--prefetch P] [--rate R] [--seconds S] [--compare BINARY] [--out FILE]
+usage: bench.py [--n N] [--prefetch P] [--rate R] [--seconds S] [--prefill N] [--compare BINARY] [--out FILE]
 """
 import argparse, calendar, json, os, sqlite3, statistics, subprocess, tempfile, time, urllib.request, uuid
 
@@ -93,8 +95,8 @@ def broker_pids():
 class Chain:
     """A scratch configuration with the example chain, run by `dpsd run`."""
 
-    def __init__(self, store, replicas, prefetch, dpsd=DPSD, queue_type="classic"):
-        self.dpsd, self.queue_type = dpsd, queue_type
+    def __init__(self, store, replicas, prefetch, dpsd=DPSD, queue_type="classic", retention=None, prefill=0):
+        self.dpsd, self.queue_type, self.retention, self.prefill = dpsd, queue_type, retention, prefill
         self.id = uuid.uuid4().hex[:8]
         self.dir = tempfile.mkdtemp(prefix="dpsd-bench-")
         self.q1, self.q2 = f"bench_{self.id}.stage1", f"bench_{self.id}.stage2"
@@ -111,6 +113,7 @@ class Chain:
 api: {{listen: "127.0.0.1:{self.port}"}}
 log: {{level: warn}}
 workers_dir: workers.d
+{f"retention: {{executions: {retention}}}" if retention else ""}
 services:
   s1: {{builtin: constant, value: test1}}
   s2: {{builtin: constant, value: test2_0}}
@@ -122,6 +125,24 @@ services:
             f.write(f"queue: {self.q2}\njob_state: 2\nreplicas: {replicas}\nservices: [s2, s2_1]\n")
 
     def start(self):
+        if self.prefill:
+            self.launch()
+            self.stop_daemon()
+            self.fill(self.prefill)
+        self.launch()
+
+    def fill(self, n):
+        """Adds `n` finished executions (updated an hour ago, kept by the default retention)
+        to the embedded store, as a store that has run for a while holds them."""
+        db = sqlite3.connect(f"{self.dir}/state/dpsd.sqlite")
+        at = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(time.time() - 3600))
+        rows = ((uuid.uuid4().hex, at, at) for _ in range(n))
+        db.executemany("INSERT INTO job_state (execution_id, state, status, worker, attempts, created_at, updated_at) "
+                       "VALUES (?, 2, 'done', 'w2', 1, ?, ?)", rows)
+        db.commit()
+        db.close()
+
+    def launch(self):
         self.daemon = subprocess.Popen([self.dpsd, "--config", f"{self.dir}/dpsd.yaml", "run"], stderr=open(f"{self.dir}/log", "w"))
         deadline = time.time() + 60
         while self.consumers() < 2 * self.replicas:
@@ -155,17 +176,21 @@ services:
         db.close()
         return iso_seconds(updated)
 
-    def stop(self):
+    def stop_daemon(self):
         if self.daemon:
             self.daemon.terminate()
             self.daemon.wait(timeout=60)
+            self.daemon = None
+
+    def stop(self):
+        self.stop_daemon()
         for queue in (self.q1, self.q2):
             subprocess.run(["rabbitmqctl", "-q", "delete_queue", queue], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
         subprocess.run(["rm", "-rf", self.dir])
 
 
-def throughput(store, replicas, n, prefetch, relay_rate, dpsd=DPSD, queue_type="classic"):
-    chain = Chain(store, replicas, prefetch, dpsd, queue_type)
+def throughput(store, replicas, n, prefetch, relay_rate, dpsd=DPSD, queue_type="classic", retention=None, prefill=0):
+    chain = Chain(store, replicas, prefetch, dpsd, queue_type, retention, prefill)
     try:
         return measure(chain, n, relay_rate)
     finally:
@@ -189,6 +214,10 @@ def measure(chain, n, relay_rate):
     rate = n / seconds
     build = "" if chain.dpsd == DPSD else " (baseline)"
     queues = "" if chain.queue_type == "classic" else f", {chain.queue_type} queues"
+    if chain.retention:
+        queues += f", pruning beside it (retention {chain.retention})"
+    if chain.prefill:
+        queues += f", {chain.prefill:,} executions held before"
     return {
         "run": f"dpsd{build}, {chain.store}{queues}, replicas {chain.replicas}", "n": n, "per_second": rate, "of_relay": rate / relay_rate,
         "dpsd_cpu_per_10k": cpu * 10_000 / n, "broker_cpu_per_10k": bcpu * 10_000 / n, "replica_peak_mb": rss,
@@ -288,33 +317,52 @@ def write(args, rows, store, latencies):
     print(section)
 
 
+GROUPS = ("chain", "quorum", "retention", "store", "paced")
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--n", type=int, default=10_000)
     parser.add_argument("--prefetch", type=int, default=50)
     parser.add_argument("--rate", type=int, default=500)
     parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--prefill", type=int, default=1_000_000, help="executions the store holds before the last run")
     parser.add_argument("--compare", help="another dpsd binary, run beside this one on the embedded store")
+    parser.add_argument("--only", help=f"comma-separated groups of {','.join(GROUPS)}: printed, docs not written")
     parser.add_argument("--out", default=os.path.join(ROOT, "docs", "BENCHMARKS.md"))
     args = parser.parse_args()
+    only = set(args.only.split(",")) if args.only else set(GROUPS)
+    assert only <= set(GROUPS), f"--only takes {GROUPS}"
     limit = statistics.median(relay(args.n, args.prefetch) for _ in range(3))
     rows = [{"run": "bare amqprs relay (the limit)", "n": args.n, "per_second": limit, "of_relay": 1.0}]
-    for store in ["embedded"] + (["mongodb"] if MONGO else []):
-        for replicas in (1, 2):
-            n = args.n if store == "embedded" else min(args.n, 2000)
-            builds = [DPSD] + ([args.compare] if args.compare and store == "embedded" else [])
-            for dpsd in builds:
-                rows.append(throughput(store, replicas, n, args.prefetch, limit, dpsd))
-                print(rows[-1], flush=True)
-    # Quorum queues (replicated, on a single node here): what they cost the broker.
-    for replicas in (1, 2):
-        rows.append(throughput("embedded", replicas, args.n, args.prefetch, limit, queue_type="quorum"))
+
+    def run(*a, **kw):
+        rows.append(throughput(*a, **kw))
         print(rows[-1], flush=True)
-    store = [store_alone(args.n, args.prefetch, processes) for processes in (1, 2)]
+
+    if "chain" in only:
+        for store in ["embedded"] + (["mongodb"] if MONGO else []):
+            for replicas in (1, 2):
+                n = args.n if store == "embedded" else min(args.n, 2000)
+                builds = [DPSD] + ([args.compare] if args.compare and store == "embedded" else [])
+                for dpsd in builds:
+                    run(store, replicas, n, args.prefetch, limit, dpsd)
+    if "quorum" in only:
+        # Quorum queues (replicated, on a single node here): what they cost the broker.
+        for replicas in (1, 2):
+            run("embedded", replicas, args.n, args.prefetch, limit, queue_type="quorum")
+    if "retention" in only:
+        # Retention (SPEC 3.2): pruning beside the chain, and a store already holding many
+        # executions, each against the plain run beside it.
+        for kwargs in ({}, {"retention": "1s"}, {}, {"prefill": args.prefill}):
+            run("embedded", 2, args.n, args.prefetch, limit, **kwargs)
+    store = [store_alone(args.n, args.prefetch, processes) for processes in (1, 2)] if "store" in only else []
     print(store, flush=True)
-    latencies = [paced(args.rate, args.seconds, args.prefetch, dpsd) for dpsd in [DPSD] + ([args.compare] if args.compare else [])]
+    builds = [DPSD] + ([args.compare] if args.compare else [])
+    latencies = [paced(args.rate, args.seconds, args.prefetch, dpsd) for dpsd in builds] if "paced" in only else []
     print(latencies, flush=True)
-    write(args, rows, store, latencies)
+    if only == set(GROUPS):
+        write(args, rows, store, latencies)
 
 
 if __name__ == "__main__":

@@ -15,12 +15,19 @@ use crate::broker::QueueStats;
 use crate::supervisor::WorkersSnapshot;
 use crate::worker::{Histogram as Durations, BUCKETS};
 
+/// The `collection` label's values: the two kinds of document, as the embedded store's tables
+/// and MongoDB's default collections name them.
+const JOB_STATE: &str = "job_state";
+const FAILED: &str = "failed_messages";
+
 #[get("/metrics")]
 async fn scrape(state: web::Data<State>) -> Result<HttpResponse, ApiError> {
     let workers = state.workers.borrow().clone();
     let queues = state.queues.borrow().clone();
     let job_runs = state.scheduler.run_counts();
-    encoded(families(&workers, &queues, &job_runs))
+    let mut families = families(&workers, &queues, &job_runs);
+    families.extend(store_families(&state.retention.borrow()));
+    encoded(families)
 }
 
 /// The families as a text-format answer.
@@ -128,6 +135,37 @@ pub(super) fn families(
             job_runs,
         ),
     ]
+}
+
+/// What the store holds (as of the last retention pass) and what this host pruned.
+fn store_families(report: &crate::retention::Report) -> Vec<MetricFamily> {
+    let per_collection = |executions: u64, failed: u64| {
+        vec![
+            metric(&[("collection", &JOB_STATE.to_string())], executions as f64),
+            metric(&[("collection", &FAILED.to_string())], failed as f64),
+        ]
+    };
+    let mut families = vec![counter(
+        "dpsd_store_pruned_total",
+        "Documents retention deleted on this host.",
+        per_collection(report.pruned_executions, report.pruned_failed),
+    )];
+    let Some(sizes) = report.sizes else {
+        return families;
+    };
+    families.push(gauge(
+        "dpsd_store_documents",
+        "Documents the store holds.",
+        per_collection(sizes.executions, sizes.failed),
+    ));
+    if let Some(bytes) = sizes.file_bytes {
+        families.push(gauge(
+            "dpsd_store_file_bytes",
+            "Size of the embedded store's file and its write-ahead log.",
+            vec![metric(&[], bytes as f64)],
+        ));
+    }
+    families
 }
 
 fn labels(pairs: &[(&str, &String)]) -> Vec<LabelPair> {

@@ -45,6 +45,8 @@ pub struct State {
     pub workers: watch::Receiver<WorkersSnapshot>,
     /// Depth and consumers of the workers' queues, refreshed every few seconds.
     pub queues: watch::Receiver<BTreeMap<String, QueueStats>>,
+    /// What retention pruned and what the store holds, refreshed every pass.
+    pub retention: watch::Receiver<crate::retention::Report>,
 }
 
 /// Binds `api.listen` and starts serving in the background; the handle stops it.

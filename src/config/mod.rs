@@ -6,6 +6,7 @@ mod amqp;
 mod job;
 mod problem;
 mod replica;
+mod retention;
 mod retry;
 mod schedule;
 mod service;
@@ -29,6 +30,7 @@ pub use amqp::{
 pub use job::{load_job, JobAction, JobDef};
 pub use problem::{line_of, Problem, Problems};
 pub use replica::{ReplicaRuntime, ReplicaSpec};
+pub use retention::RetentionSettings;
 pub use retry::{delay_queue, RetryPolicy};
 pub use schedule::{CatchUp, JobKind, Schedule};
 pub use service::{Builtin, ExecSpec, HttpSpec, ServiceDef, ServiceSpec};
@@ -347,6 +349,9 @@ fn validate_settings(path: &Path, text: &str, settings: &Settings, problems: &mu
     for (key, message) in amqp.tls.problems() {
         report(&format!("{key}:"), message);
     }
+    for (key, message) in settings.retention.problems() {
+        report(&format!("{key}:"), message);
+    }
     let uri = settings.mongodb.as_ref().and_then(|m| m.uri.as_deref());
     if uri.is_some_and(|uri| !(uri.starts_with("mongodb://") || uri.starts_with("mongodb+srv://")))
     {
@@ -511,6 +516,25 @@ mod tests {
         let err = files.load(None).unwrap_err();
         let lines: Vec<Option<usize>> = err.0.iter().map(|p| p.line).collect();
         assert_eq!(lines, [Some(2), Some(3), Some(5), Some(7)], "{err}");
+    }
+
+    #[test]
+    fn a_retention_of_zero_or_below_is_a_problem_with_its_line() {
+        let files = Files::new("retention:\n  executions: 0s\n  failed: 2d\n");
+        let err = files.load(None).unwrap_err();
+        assert_eq!(err.0[0].line, Some(2), "{err}");
+        assert!(err.0[0]
+            .message
+            .contains("retention.executions must be longer than zero"));
+        let files = Files::new("retention:\n  unfinished: -3d\n");
+        let err = files.load(None).unwrap_err();
+        assert!(err.to_string().contains("unfinished"), "{err}");
+        let files = Files::new("retention: {executions: 1h, failed: 90d}\n");
+        let retention = files.load(None).expect("valid").settings.retention;
+        assert_eq!(
+            retention.failed,
+            Some(std::time::Duration::from_secs(90 * 24 * 3600))
+        );
     }
 
     #[test]

@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::amqp::AmqpSettings;
+use super::retention::RetentionSettings;
 use super::service::ServiceSpec;
 use super::zone::Zone;
 
@@ -24,6 +25,7 @@ pub struct Settings {
     pub log: LogSettings,
     pub scheduler: SchedulerSettings,
     pub supervisor: SupervisorSettings,
+    pub retention: RetentionSettings,
     pub jobs_dir: PathBuf,
     pub workers_dir: PathBuf,
     pub services: BTreeMap<String, ServiceSpec>,
@@ -40,6 +42,7 @@ impl Default for Settings {
             log: LogSettings::default(),
             scheduler: SchedulerSettings::default(),
             supervisor: SupervisorSettings::default(),
+            retention: RetentionSettings::default(),
             jobs_dir: PathBuf::from("jobs.d"),
             workers_dir: PathBuf::from("workers.d"),
             services: BTreeMap::new(),

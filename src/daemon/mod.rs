@@ -19,6 +19,7 @@ use crate::api::{self, State};
 use crate::broker::Outbox;
 use crate::config::{Snapshot, Source};
 use crate::reload::Reload;
+use crate::retention;
 use crate::scheduler::Scheduler;
 use crate::shutdown::Shutdown;
 use crate::store;
@@ -50,6 +51,9 @@ pub async fn run(
     let (queue_stats, queues) = watch::channel(BTreeMap::new());
     let polled = queues::poll(outbox.clone(), workers.clone(), queue_stats, stop.clone());
     tokio::spawn(polled);
+    let (pruned, retention) = watch::channel(retention::Report::default());
+    let pruning = retention::keep_pruning(store.clone(), snapshots.clone(), pruned, stop.clone());
+    tokio::spawn(pruning);
     let state = State {
         scheduler: scheduler.clone(),
         store: store.clone(),
@@ -57,6 +61,7 @@ pub async fn run(
         reload,
         workers,
         queues,
+        retention,
     };
     let api = api::serve(&settings.api, state)?;
     let kept = jobs::keep(scheduler, snapshots.clone(), jobs_applied, stop.clone());

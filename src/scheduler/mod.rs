@@ -17,6 +17,7 @@ use tracing::{error, info, warn, Instrument};
 
 use crate::broker::Outbox;
 use crate::config::{CatchUp, JobAction, JobDef, Schedule, Zone};
+use crate::process::hostname;
 use crate::store::{JobDefinition, JobRecord, RunOutcome, Store, StoreError};
 
 /// A timer re-reads its job at least this often, to see re-schedules made on other hosts.
@@ -629,13 +630,6 @@ fn stale_before(now: DateTime<Utc>, lifetime: Duration) -> DateTime<Utc> {
 
 fn stale(locked_at: DateTime<Utc>, lifetime: Duration) -> bool {
     chrono::Duration::from_std(lifetime).is_ok_and(|l| Utc::now() - locked_at > l)
-}
-
-fn hostname() -> String {
-    nix::unistd::gethostname()
-        .ok()
-        .and_then(|h| h.into_string().ok())
-        .unwrap_or_else(|| "localhost".into())
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 //! messages. A trait, so the MongoDB backend and the embedded one (SPEC 3.1) are
 //! interchangeable and held to the same contract.
 
+mod aged;
 mod embedded;
 mod mongo;
 
@@ -12,6 +13,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
 
+pub use aged::{Aged, Cursor, Sizes};
 pub use embedded::{EmbeddedStore, FILE as EMBEDDED_FILE};
 pub use mongo::MongoStore;
 
@@ -397,6 +399,46 @@ pub trait Store: Send + Sync {
         outcome: &RunOutcome,
         finished_at: DateTime<Utc>,
     ) -> Result<(), StoreError>;
+
+    /// Up to `limit` executions last updated before `before`, after `after` in the order of
+    /// (`updatedAt`, `executionId`), oldest first (by index: SPEC 3.2).
+    async fn aged(
+        &self,
+        after: Option<&Cursor>,
+        before: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<Aged>, StoreError>;
+
+    /// Which of these executions have a parked message in the store.
+    async fn parked_among(&self, execution_ids: &[String]) -> Result<Vec<String>, StoreError>;
+
+    /// Deletes these executions, each only if it was not updated since it was read (a late
+    /// stage keeps it); returns how many went.
+    async fn delete_executions(&self, aged: &[Aged]) -> Result<u64, StoreError>;
+
+    /// Deletes up to `limit` parked messages whose last failure is before `before`; returns
+    /// how many went.
+    async fn prune_failed(&self, before: DateTime<Utc>, limit: u32) -> Result<u64, StoreError>;
+
+    /// Returns freed space to the file system where the backend keeps it (the embedded
+    /// file); a few megabytes per call, so that it never holds the file long.
+    async fn give_space_back(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    /// How much the store holds.
+    async fn sizes(&self) -> Result<Sizes, StoreError>;
+
+    /// Takes or renews the lease `name` for `holder` until `until`: true when `holder` has it
+    /// (it was free, expired before `now`, or already theirs). Of the hosts sharing a store,
+    /// one holds it at a time (the pruner's "once per cluster").
+    async fn claim(
+        &self,
+        name: &str,
+        holder: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
 
     /// Whether the store answers now (for `/health`).
     async fn ping(&self) -> Result<(), StoreError>;

@@ -24,6 +24,9 @@ pub fn connect(path: &Path, sync: StateSync) -> anyhow::Result<Connection> {
     let open = || -> rusqlite::Result<Connection> {
         let connection = Connection::open(path)?;
         connection.busy_handler(Some(wait_for_lock))?;
+        // Freed pages can be handed back (SPEC 3.2). Only a new file takes this (SQLite
+        // ignores it once a table exists); an older one is converted by hand (operations.md).
+        connection.pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
         // WAL: readers never wait for the writer.
         connection.pragma_update(None, "journal_mode", "WAL")?;
         connection.pragma_update(None, "synchronous", sync.pragma())?;

@@ -9,6 +9,7 @@
 //! goes through `write` (the one writing connection, group commit) and every read through
 //! `read` (the one reading connection, off the async threads).
 
+mod aged;
 mod executions;
 mod failed;
 mod jobs;
@@ -24,8 +25,8 @@ use chrono::{DateTime, Utc};
 use rusqlite::Connection;
 
 use super::{
-    Execution, FailedPage, JobDefinition, JobRecord, ParkedMessage, RunOutcome, Stage, Store,
-    StoreError,
+    Aged, Cursor, Execution, FailedPage, JobDefinition, JobRecord, ParkedMessage, RunOutcome,
+    Sizes, Stage, Store, StoreError,
 };
 use crate::config::StateSync;
 use writer::Writer;
@@ -179,6 +180,45 @@ impl Store for EmbeddedStore {
     /// Folds the write-ahead log back into the main file, so that `dpsd.sqlite` alone holds
     /// everything once dpsd has stopped (a plain file copy is then a backup). Another process
     /// still using the file may keep part of the log: that is fine, the last one folds it.
+    async fn aged(
+        &self,
+        after: Option<&Cursor>,
+        before: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<Aged>, StoreError> {
+        aged::aged(self, after, before, limit).await
+    }
+
+    async fn parked_among(&self, execution_ids: &[String]) -> Result<Vec<String>, StoreError> {
+        aged::parked_among(self, execution_ids).await
+    }
+
+    async fn delete_executions(&self, doomed: &[Aged]) -> Result<u64, StoreError> {
+        aged::delete_executions(self, doomed).await
+    }
+
+    async fn prune_failed(&self, before: DateTime<Utc>, limit: u32) -> Result<u64, StoreError> {
+        aged::prune_failed(self, before, limit).await
+    }
+
+    async fn give_space_back(&self) -> Result<(), StoreError> {
+        aged::give_space_back(self).await
+    }
+
+    async fn sizes(&self) -> Result<Sizes, StoreError> {
+        aged::sizes(self).await
+    }
+
+    async fn claim(
+        &self,
+        name: &str,
+        holder: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        aged::claim(self, name, holder, now, until).await
+    }
+
     async fn close(&self) {
         let _ = self
             .read(|c| c.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)"))

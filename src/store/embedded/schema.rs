@@ -24,6 +24,10 @@ CREATE TABLE IF NOT EXISTS jobs (
     name TEXT PRIMARY KEY, schedule TEXT, type TEXT NOT NULL, active INTEGER NOT NULL,
     next_run_at TEXT, last_run_at TEXT, last_finished_at TEXT, last_status TEXT,
     fail_count INTEGER NOT NULL DEFAULT 0, fail_reason TEXT, locked_at TEXT, locked_by TEXT);
+CREATE INDEX IF NOT EXISTS job_state_by_age ON job_state (updated_at, execution_id);
+CREATE INDEX IF NOT EXISTS failed_by_execution ON failed_messages (execution_id);
+CREATE INDEX IF NOT EXISTS failed_by_last_failure ON failed_messages (last_failed_at);
+CREATE TABLE IF NOT EXISTS leases (name TEXT PRIMARY KEY, holder TEXT NOT NULL, until TEXT NOT NULL);
 ";
 
 /// Columns added after a table was first shipped, in the order they came: (table, column,

@@ -4,6 +4,7 @@
 //! upserts of concurrent messages travel together (see `batch`), so under load a replica
 //! needs far fewer than one round trip per message.
 
+mod aged;
 mod batch;
 mod failed;
 mod jobs;
@@ -19,8 +20,8 @@ use mongodb::{Client, Collection, IndexModel};
 use serde_json::Value;
 
 use super::{
-    Execution, FailedPage, JobDefinition, JobRecord, ParkedMessage, RunOutcome, Stage, Status,
-    Store, StoreError, StoredText,
+    Aged, Cursor, Execution, FailedPage, JobDefinition, JobRecord, ParkedMessage, RunOutcome,
+    Sizes, Stage, Status, Store, StoreError, StoredText,
 };
 use crate::config::MongoSettings;
 
@@ -32,6 +33,7 @@ pub struct MongoStore {
     job_state: Collection<Document>,
     failed: Collection<Document>,
     jobs: Collection<Document>,
+    leases: Collection<Document>,
     stages: batch::Batcher,
 }
 
@@ -55,6 +57,7 @@ impl MongoStore {
             job_state,
             failed: db.collection("failed_messages"),
             jobs: db.collection("jobs"),
+            leases: db.collection("leases"),
         };
         store.ensure_indexes().await.map_err(|e| {
             anyhow::anyhow!(
@@ -82,6 +85,7 @@ impl MongoStore {
             .create_index(by_worker)
             .await
             .map_err(classify)?;
+        aged::ensure_indexes(&self.job_state, &self.failed).await?;
         jobs::ensure_indexes(&self.jobs).await
     }
 }
@@ -183,6 +187,41 @@ impl Store for MongoStore {
         finished_at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         jobs::finish(&self.jobs, name, host, outcome, finished_at).await
+    }
+
+    async fn aged(
+        &self,
+        after: Option<&Cursor>,
+        before: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<Aged>, StoreError> {
+        aged::aged(&self.job_state, after, before, limit).await
+    }
+
+    async fn parked_among(&self, execution_ids: &[String]) -> Result<Vec<String>, StoreError> {
+        aged::parked_among(&self.failed, execution_ids).await
+    }
+
+    async fn delete_executions(&self, doomed: &[Aged]) -> Result<u64, StoreError> {
+        aged::delete_executions(&self.job_state, doomed).await
+    }
+
+    async fn prune_failed(&self, before: DateTime<Utc>, limit: u32) -> Result<u64, StoreError> {
+        aged::prune_failed(&self.failed, before, limit).await
+    }
+
+    async fn sizes(&self) -> Result<Sizes, StoreError> {
+        aged::sizes(&self.job_state, &self.failed).await
+    }
+
+    async fn claim(
+        &self,
+        name: &str,
+        holder: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        aged::claim(&self.leases, name, holder, now, until).await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
