@@ -15,15 +15,9 @@ use super::counters::{Counters, Outcome};
 use crate::backoff::Backoff;
 use crate::broker::{self, BrokerError, Publisher};
 use crate::config::{delay_queue, WorkerDef};
-use crate::message::{Malformed, Message, EXECUTION_ID};
+use crate::message::{headers, Malformed, Message, EXECUTION_ID};
 use crate::services::{CallContext, Caller, ServiceError};
 use crate::store::{ParkedBody, ParkedMessage, Stage, Status, Store, StoreError};
-
-/// Marks a message forwarded again after a redelivery: the next worker checks the store
-/// before running it, as it would for a redelivery of its own.
-pub const REFORWARD_HEADER: &str = "x-dpsd-reforward";
-/// The attempt a message is on (1 when absent); it travels through the delay queues.
-pub const ATTEMPT_HEADER: &str = "x-dpsd-attempt";
 
 /// How long a write waits for an unavailable store: from a tenth of a second up to five.
 const STORE_RETRY: Backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
@@ -252,8 +246,10 @@ impl Handler {
         Ok(last.or_else(|| message.last().cloned()))
     }
 
-    /// Records the done stage, forwards, and acks — in that order, so a crash at any point
-    /// leaves the message unacked and it comes back.
+    /// Records the done stage and forwards side by side (SPEC 4.2: neither waits for the
+    /// other), and acks only when both are in: a crash at any point leaves the message
+    /// unacked and it comes back. The next worker may record its stage before this one's
+    /// record lands; the store keeps job state moving forward only.
     async fn complete(
         &self,
         message: Message,
@@ -262,17 +258,18 @@ impl Handler {
         clock: Instant,
     ) -> Verdict {
         let services_ms = clock.elapsed().as_millis() as u64;
-        let record = self.persist(|| self.store.record_stage(message.execution_id(), &stage));
-        if let Err(verdict) = record.await {
+        let record = timed(self.persist(|| self.store.record_stage(message.execution_id(), &stage)));
+        let sent = timed(self.forward(&message, forward, false));
+        let ((recorded, store_ms), (sent, confirm_ms)) = tokio::join!(record, sent);
+        if let Err(verdict) = recorded {
             return verdict;
         }
-        let store_ms = clock.elapsed().as_millis() as u64 - services_ms;
-        if let Err(e) = self.forward(&message, forward, false).await {
+        if let Err(e) = sent {
             warn!("forward failed, message goes back to the queue: {e}");
             return Verdict::Requeue;
         }
         let elapsed_ms = clock.elapsed().as_millis() as u64;
-        info!(elapsed_ms, services_ms, store_ms, "done");
+        info!(elapsed_ms, services_ms, store_ms, confirm_ms, "done");
         self.counted(Outcome::Processed)
     }
 
@@ -320,7 +317,7 @@ impl Handler {
         };
         let mut headers = Headers::new();
         if again {
-            headers.insert(REFORWARD_HEADER, "1".to_string());
+            headers.insert(headers::REFORWARD, "1".to_string());
         }
         forward.publish(queue, message.to_bytes(), &headers).await
     }
@@ -347,7 +344,7 @@ impl Handler {
         if let Err(verdict) = record.await {
             return verdict;
         }
-        let headers = Headers::from([(ATTEMPT_HEADER, next.to_string())]);
+        let headers = Headers::from([(headers::ATTEMPT, next.to_string())]);
         let body = received_bytes(delivery, message.execution_id());
         let queue = delay_queue(&self.def.queue, delay);
         match forward.publish(&queue, body, &headers).await {
@@ -448,6 +445,13 @@ impl Handler {
             }
         }
     }
+}
+
+/// Runs `work` and says how long it took, in milliseconds.
+async fn timed<T>(work: impl std::future::Future<Output = T>) -> (T, u64) {
+    let started = Instant::now();
+    let outcome = work.await;
+    (outcome, started.elapsed().as_millis() as u64)
 }
 
 /// The body as it arrived (not as the services left it), with the executionId it was
@@ -641,7 +645,7 @@ mod tests {
             "the stored result goes on"
         );
         assert_eq!(
-            sent[1].2.get(REFORWARD_HEADER).map(String::as_str),
+            sent[1].2.get(headers::REFORWARD).map(String::as_str),
             Some("1")
         );
     }
@@ -669,7 +673,7 @@ mod tests {
         assert_eq!(sent.len(), 1);
         assert_eq!(sent[0].0, "in.retry.1000ms");
         assert_eq!(sent[0].1, body, "the body as it came, without _last");
-        assert_eq!(sent[0].2.get(ATTEMPT_HEADER).map(String::as_str), Some("2"));
+        assert_eq!(sent[0].2.get(headers::ATTEMPT).map(String::as_str), Some("2"));
         assert!(world.parked().await.is_empty());
     }
 
@@ -682,7 +686,7 @@ mod tests {
         world.handler.handle(&second, &broker).await;
         assert_eq!(broker.sent()[0].0, "in.retry.2000ms");
         assert_eq!(
-            broker.sent()[0].2.get(ATTEMPT_HEADER).map(String::as_str),
+            broker.sent()[0].2.get(headers::ATTEMPT).map(String::as_str),
             Some("3")
         );
     }
@@ -762,7 +766,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_store_that_refuses_the_record_sends_the_message_back_unforwarded() {
+    async fn a_store_that_refuses_the_record_sends_the_message_back() {
         let dir_world = world(vec![Builtin::Echo], None);
         // The stages table gone: SQLite refuses the write ("no such table"), which no wait
         // can mend.
@@ -774,10 +778,7 @@ mod tests {
             .handle(json!({"executionId": "e8"}), &broker)
             .await;
         assert_eq!(verdict, Verdict::Requeue);
-        assert!(
-            broker.sent().is_empty(),
-            "nothing goes on without its record"
-        );
+        assert_eq!(broker.sent().len(), 1, "the forward went beside the record");
     }
 
     #[tokio::test]
