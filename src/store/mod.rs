@@ -47,6 +47,9 @@ pub struct Stage {
     pub state: i64,
     pub status: Status,
     pub attempts: u32,
+    /// How many stages the message had passed when this worker took it (0 for the first
+    /// worker of a chain): the execution's summary follows the stage furthest along.
+    pub stages_passed: u32,
     pub started_at: DateTime<Utc>,
     pub finished_at: DateTime<Utc>,
     pub duration_ms: i64,
@@ -93,6 +96,8 @@ pub struct ParkedMessage {
     pub queue: String,
     pub execution_id: Option<String>,
     pub attempts: u32,
+    /// The stages the message had passed when it was parked; a replay sends it on with it.
+    pub stages_passed: u32,
     pub error: String,
     pub first_failed_at: DateTime<Utc>,
     pub last_failed_at: DateTime<Utc>,
@@ -315,8 +320,12 @@ pub enum StoreError {
 
 #[async_trait]
 pub trait Store: Send + Sync {
-    /// Appends `stage` to the execution's stages and updates its summary fields, creating the
-    /// document on first sight. One round trip.
+    /// Appends `stage` to the execution's stages, creating the document on first sight, and
+    /// takes the summary fields (`status`, `worker`, `attempts`, `error`) from it unless the
+    /// execution has a stage further along (a higher `stages_passed`; at the same one the
+    /// newer record wins); `state` likewise from the furthest stage that is done. One
+    /// conditional write, never a read then a write: records of two stages may land in any
+    /// order and the summary is the same.
     async fn record_stage(&self, execution_id: &str, stage: &Stage) -> Result<(), StoreError>;
 
     /// The job-state document, if the execution is known.
@@ -479,6 +488,7 @@ mod tests {
             queue: "q".into(),
             execution_id: None,
             attempts: 1,
+            stages_passed: 0,
             error: "e".into(),
             first_failed_at: DateTime::<Utc>::UNIX_EPOCH,
             last_failed_at: DateTime::<Utc>::UNIX_EPOCH,

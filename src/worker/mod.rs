@@ -180,6 +180,9 @@ impl Worker {
                 .and_then(|a| a.parse().ok())
                 .filter(|a| *a >= 1)
                 .unwrap_or(1),
+            stages_passed: broker::header(&props, headers::STAGES)
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0),
             returned: broker::header(&props, headers::DELIVERY_COUNT)
                 .and_then(|n| n.parse().ok())
                 .unwrap_or(0),

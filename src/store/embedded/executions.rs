@@ -1,8 +1,8 @@
 //! Job state in the embedded store: one `job_state` row per execution (its summary, what
 //! the API shows at the top level) and one `stages` row per worker's handling of it, in the
 //! order recorded (`seq`). Recording a stage writes both rows in one write, so a reader
-//! never sees a stage without the summary it updated. The execution's `state` moves only
-//! when a stage is done.
+//! never sees a stage without the summary it updated. The summary follows the stage
+//! furthest along the chain, and `state` the furthest that is done (SPEC 4.2).
 
 use chrono::Utc;
 use rusqlite::{params, OptionalExtension, Row};
@@ -22,21 +22,30 @@ pub async fn record_stage(
     store.write(move |c| {
         let now = ts(Utc::now());
         let done = stage.status == Status::Done;
+        // ?9 is how far along this record is; the summary takes it only when no record
+        // further along is in (ties: this newer one wins), the state only from a done one.
         c.prepare_cached(
-            "INSERT INTO job_state (execution_id, state, status, worker, attempts, error, created_at, updated_at)
-             VALUES (?1, CASE WHEN ?2 THEN ?3 END, ?4, ?5, ?6, ?7, ?8, ?8)
+            "INSERT INTO job_state (execution_id, state, status, worker, attempts, error, created_at, updated_at, stages_passed, state_stages_passed)
+             VALUES (?1, CASE WHEN ?2 THEN ?3 END, ?4, ?5, ?6, ?7, ?8, ?8, ?9, CASE WHEN ?2 THEN ?9 END)
              ON CONFLICT (execution_id) DO UPDATE SET
-               state = CASE WHEN ?2 THEN ?3 ELSE job_state.state END, status = ?4, worker = ?5,
-               attempts = ?6, error = ?7, updated_at = ?8",
+               state = CASE WHEN ?2 AND ?9 >= COALESCE(state_stages_passed, -1) THEN ?3 ELSE state END,
+               state_stages_passed = CASE WHEN ?2 AND ?9 >= COALESCE(state_stages_passed, -1) THEN ?9 ELSE state_stages_passed END,
+               status = CASE WHEN ?9 >= COALESCE(stages_passed, -1) THEN ?4 ELSE status END,
+               worker = CASE WHEN ?9 >= COALESCE(stages_passed, -1) THEN ?5 ELSE worker END,
+               attempts = CASE WHEN ?9 >= COALESCE(stages_passed, -1) THEN ?6 ELSE attempts END,
+               error = CASE WHEN ?9 >= COALESCE(stages_passed, -1) THEN ?7 ELSE error END,
+               stages_passed = MAX(COALESCE(stages_passed, -1), ?9),
+               updated_at = ?8",
         )?
-        .execute(params![id, done, stage.state, stage.status.as_str(), stage.worker, stage.attempts, stage.error, now])?;
+        .execute(params![id, done, stage.state, stage.status.as_str(), stage.worker, stage.attempts, stage.error, now, stage.stages_passed])?;
         c.prepare_cached(
-            "INSERT INTO stages (execution_id, worker, state, status, attempts, started_at, finished_at, duration_ms, error, result)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            "INSERT INTO stages (execution_id, worker, state, status, attempts, started_at, finished_at, duration_ms, error, result, stages_passed)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
         )?
         .execute(params![
             id, stage.worker, stage.state, stage.status.as_str(), stage.attempts,
-            ts(stage.started_at), ts(stage.finished_at), stage.duration_ms, stage.error, result
+            ts(stage.started_at), ts(stage.finished_at), stage.duration_ms, stage.error, result,
+            stage.stages_passed
         ])
     })
     .await
@@ -60,7 +69,7 @@ pub async fn get(
                 .optional()?;
             let Some(head) = head else { return Ok(None) };
             let mut query = c.prepare(
-                "SELECT worker, state, status, attempts, started_at, finished_at, duration_ms, error, result
+                "SELECT worker, state, status, attempts, started_at, finished_at, duration_ms, error, result, stages_passed
                  FROM stages WHERE execution_id = ?1 ORDER BY seq",
             )?;
             let stages = query.query_map([&id], stage_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
@@ -124,6 +133,7 @@ struct RawStage {
     duration_ms: i64,
     error: Option<String>,
     result: Option<String>,
+    stages_passed: u32,
 }
 
 fn stage_row(r: &Row) -> rusqlite::Result<RawStage> {
@@ -137,6 +147,7 @@ fn stage_row(r: &Row) -> rusqlite::Result<RawStage> {
         duration_ms: r.get(6)?,
         error: r.get(7)?,
         result: r.get(8)?,
+        stages_passed: r.get(9)?,
     })
 }
 
@@ -154,6 +165,7 @@ impl RawStage {
             state: self.state,
             status: Status::from_stored(&self.status)?,
             attempts: self.attempts,
+            stages_passed: self.stages_passed,
             started_at: parse_ts(&self.started_at)?,
             finished_at: parse_ts(&self.finished_at)?,
             duration_ms: self.duration_ms,

@@ -41,6 +41,14 @@ const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
     ("jobs", "catch_up", "TEXT"),
     // Issue 19: paused through the API, on every host sharing the file.
     ("jobs", "paused", "INTEGER NOT NULL DEFAULT 0"),
+    // Issue 16: how far along the chain each record is (SPEC 4.2: job state only moves
+    // forward). `stages_passed` of job_state is that of the stage its summary comes from,
+    // and `state_stages_passed` that of the done stage its `state` comes from; NULL in rows
+    // written before, which any new record then overrides.
+    ("job_state", "stages_passed", "INTEGER"),
+    ("job_state", "state_stages_passed", "INTEGER"),
+    ("stages", "stages_passed", "INTEGER NOT NULL DEFAULT 0"),
+    ("failed_messages", "stages_passed", "INTEGER NOT NULL DEFAULT 0"),
 ];
 
 /// Creates what is missing in one write transaction: processes opening a fresh file at once
