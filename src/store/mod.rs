@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 pub use aged::{Aged, Cursor, Sizes};
@@ -20,7 +20,7 @@ pub use mongo::MongoStore;
 use crate::config::{CatchUp, JobKind, StoreSettings};
 
 /// The outcome of one worker's handling of one execution.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
     Done,
@@ -38,8 +38,9 @@ impl Status {
     }
 }
 
-/// One entry of an execution's `stages`: what one worker did with it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// One entry of an execution's `stages`: what one worker did with it. The embedded store
+/// keeps it as this JSON, the API's.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Stage {
     pub worker: String,

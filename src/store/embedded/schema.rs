@@ -48,7 +48,15 @@ const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
     ("job_state", "stages_passed", "INTEGER"),
     ("job_state", "state_stages_passed", "INTEGER"),
     ("stages", "stages_passed", "INTEGER NOT NULL DEFAULT 0"),
-    ("failed_messages", "stages_passed", "INTEGER NOT NULL DEFAULT 0"),
+    (
+        "failed_messages",
+        "stages_passed",
+        "INTEGER NOT NULL DEFAULT 0",
+    ),
+    // Issue 16: the stages of an execution as JSON lines in its own row (a stage write is
+    // then one row, not a row in `stages` and its index entry besides); `stages` is still
+    // read for the stages recorded before.
+    ("job_state", "stages_log", "TEXT"),
 ];
 
 /// Creates what is missing in one write transaction: processes opening a fresh file at once
