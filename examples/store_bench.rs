@@ -58,6 +58,7 @@ fn stage(worker: &str) -> Stage {
         state: 1,
         status: Status::Done,
         attempts: 1,
+        stages_passed: 0,
         started_at: now,
         finished_at: now,
         duration_ms: 0,

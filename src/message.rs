@@ -8,6 +8,21 @@ pub const EXECUTION_ID: &str = "executionId";
 pub const SIMULATE: &str = "simulate";
 pub const LAST: &str = "_last";
 
+/// The AMQP headers dpsd sets and reads on the messages it moves between queues, in one
+/// place (docs/topology.md lists them for other producers and consumers).
+pub mod headers {
+    /// The attempt a message is on (1 when absent); it travels through the delay queues.
+    pub const ATTEMPT: &str = "x-dpsd-attempt";
+    /// Marks a message forwarded while its sender handled a redelivery: the next worker
+    /// checks the store before running it, as it would for a redelivery of its own.
+    pub const REFORWARD: &str = "x-dpsd-reforward";
+    /// How many stages of the chain the message has passed (0 when absent): the first
+    /// worker's stage is stage 0. Job state only moves forward by it (SPEC 4.2).
+    pub const STAGES: &str = "x-dpsd-stages";
+    /// RabbitMQ's own count of unsettled hand-outs of a quorum queue's message.
+    pub const DELIVERY_COUNT: &str = "x-delivery-count";
+}
+
 /// A parsed message body.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Message {

@@ -3,6 +3,7 @@
 //! failure between the two leaves it parked (at worst it is then replayed twice).
 
 use crate::broker::{BrokerError, Outbox, QueueRefusal};
+use crate::message::headers;
 use crate::store::{Store, StoreError};
 
 /// Parked messages are replayed in pages of this many.
@@ -55,8 +56,13 @@ pub async fn replay_one(store: &dyn Store, outbox: &Outbox, id: &str) -> Result<
         id: id.to_string(),
         reason,
     })?;
+    // The stages it had passed go with it, so its record is placed where it was parked.
+    let mut headers = std::collections::BTreeMap::new();
+    if parked.stages_passed > 0 {
+        headers.insert(headers::STAGES, parked.stages_passed.to_string());
+    }
     outbox
-        .publish(&parked.queue, body)
+        .publish_with(&parked.queue, body, &headers)
         .await
         .map_err(|e| ReplayError::publish(&parked.queue, e))?;
     store.delete_failed(id, Some(parked.last_failed_at)).await?;

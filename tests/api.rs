@@ -672,6 +672,7 @@ fn replaying_to_a_queue_with_other_arguments_is_a_400_with_the_reason() {
             queue: capped.clone(),
             execution_id: Some("replay-1".into()),
             attempts: 3,
+            stages_passed: 0,
             error: "exit status 7".into(),
             first_failed_at: now,
             last_failed_at: now,

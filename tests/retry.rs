@@ -17,6 +17,7 @@ on_both_backends!(
     a_service_that_always_fails_is_parked_after_max_attempts,
     a_pending_retry_survives_a_restart_of_dpsd,
     replay_from_the_cli_after_the_service_is_mended,
+    a_replayed_message_keeps_the_count_of_stages_it_had_passed,
     the_failed_routes_of_the_api,
 );
 
@@ -84,12 +85,18 @@ fn a_pending_retry_survives_a_restart_of_dpsd(env: TestEnv) {
     );
     let id = env.send(&queue, "{}");
     env.wait_status(&id, Status::Retrying);
+    // The retrying stage is recorded before the copy goes to the delay queue: wait for the
+    // copy, or the kill may come between the two (then the message is only requeued).
+    let delay_queue = format!("{queue}.retry.3000ms");
+    wait_for(
+        "the retry in its delay queue",
+        Duration::from_secs(10),
+        || env.depth(&delay_queue) == 1,
+    );
     env.kill_workers();
     // The message waits in RabbitMQ's delay queue meanwhile, and is back in the worker's
     // queue when the delay is over, with no dpsd running. (A kill between the publish to the
     // delay queue and the ack also leaves the first copy requeued: at least one is back.)
-    let delay_queue = format!("{queue}.retry.3000ms");
-    assert_eq!(env.depth(&delay_queue), 1);
     wait_for("the delay over", Duration::from_secs(10), || {
         env.depth(&delay_queue) == 0 && env.depth(&queue) >= 1
     });
@@ -153,6 +160,35 @@ fn replay_from_the_cli_after_the_service_is_mended(env: TestEnv) {
     assert_eq!(env.parked_count(), 0, "replayed messages leave the store");
     let state = env.execution(&ids[5]).expect("state");
     assert_eq!(state.status, Status::Done);
+}
+
+/// A message three stages down a chain is parked with that count, and its replay carries it
+/// back (`x-dpsd-stages`): the replay's record is the same stage, and the newest wins.
+fn a_replayed_message_keeps_the_count_of_stages_it_had_passed(env: TestEnv) {
+    let (queue, flag) = mendable(&env, "w");
+    env.start_worker("w");
+    env.wait_consuming("w", 1);
+    let body = br#"{"executionId": "far-along"}"#;
+    env.publish_raw(&queue, body, &[("x-dpsd-stages", "3")]);
+    let parked = env.wait_status("far-along", Status::Parked);
+    assert_eq!(parked.stages[0].stages_passed, 3);
+    assert_eq!(env.parked()[0].stages_passed, 3);
+
+    std::fs::write(&flag, "").expect("mend");
+    let out = env.run(&["failed", "replay", "w:far-along"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let done = env.wait_status("far-along", Status::Done);
+    let passed: Vec<(Status, u32)> = done
+        .stages
+        .iter()
+        .map(|s| (s.status, s.stages_passed))
+        .collect();
+    assert_eq!(passed, [(Status::Parked, 3), (Status::Done, 3)]);
+    assert_eq!((done.state, done.attempts), (Some(1), 1));
 }
 
 fn the_failed_routes_of_the_api(env: TestEnv) {

@@ -87,6 +87,7 @@ fn stage(
         state,
         status,
         attempts,
+        stages_passed: 0,
         started_at: at,
         finished_at: at,
         duration_ms: 3,
@@ -103,10 +104,142 @@ fn parked(id: &str, worker: &str, body: ParkedBody, at: chrono::DateTime<Utc>) -
         queue: format!("{worker}_queue"),
         execution_id: Some(format!("exec-{id}")),
         attempts: 1,
+        stages_passed: 0,
         error: "boom".into(),
         first_failed_at: at,
         last_failed_at: at,
     }
+}
+
+/// The stage as a worker `n` stages down the chain records it.
+fn passed(n: u32, stage: Stage) -> Stage {
+    Stage {
+        stages_passed: n,
+        ..stage
+    }
+}
+
+/// (state, status, worker, attempts) of the execution's summary.
+async fn summary(store: &dyn Store, id: &str) -> (Option<i64>, Status, String, u32) {
+    let e = store.execution(id).await.expect("read").expect("exists");
+    (e.state, e.status, e.worker, e.attempts)
+}
+
+async fn a_late_record_of_an_earlier_stage_does_not_move_the_state_back(store: &dyn Store) {
+    // Side by side, the second worker's record can land before the first one's.
+    let second = passed(1, stage("w2", 2, Status::Done, 1, Some(json!("test2"))));
+    store.record_stage("late", &second).await.expect("write");
+    let first = stage("w1", 1, Status::Done, 1, Some(json!("test1")));
+    store.record_stage("late", &first).await.expect("write");
+    assert_eq!(
+        summary(store, "late").await,
+        (Some(2), Status::Done, "w2".into(), 1)
+    );
+    let e = store
+        .execution("late")
+        .await
+        .expect("read")
+        .expect("exists");
+    let stages: Vec<(&str, u32)> = e
+        .stages
+        .iter()
+        .map(|s| (s.worker.as_str(), s.stages_passed))
+        .collect();
+    assert_eq!(
+        stages,
+        [("w2", 1), ("w1", 0)],
+        "the late stage is kept, in the order recorded"
+    );
+    assert_eq!(
+        e.done_by("w1").and_then(|s| s.result.clone()),
+        Some(json!("test1"))
+    );
+
+    // The state is that of the furthest stage that is done, even when a stage further
+    // along is only retrying.
+    let mut retrying = passed(1, stage("w2", 2, Status::Retrying, 1, None));
+    retrying.error = Some("flaky".into());
+    store
+        .record_stage("behind", &retrying)
+        .await
+        .expect("write");
+    store.record_stage("behind", &first).await.expect("write");
+    let e = store
+        .execution("behind")
+        .await
+        .expect("read")
+        .expect("exists");
+    assert_eq!(
+        (e.state, e.status, e.worker.as_str(), e.error.as_deref()),
+        (Some(1), Status::Retrying, "w2", Some("flaky"))
+    );
+    store
+        .record_stage("behind", &passed(1, stage("w2", 2, Status::Done, 2, None)))
+        .await
+        .expect("write");
+    let e = store
+        .execution("behind")
+        .await
+        .expect("read")
+        .expect("exists");
+    assert_eq!(
+        (
+            e.state,
+            e.status,
+            e.worker.as_str(),
+            e.attempts,
+            e.error.as_deref()
+        ),
+        (Some(2), Status::Done, "w2", 2, None)
+    );
+    // A parked stage further on keeps the state of the furthest done one.
+    store
+        .record_stage(
+            "behind",
+            &passed(2, stage("w3", 3, Status::Parked, 1, None)),
+        )
+        .await
+        .expect("write");
+    store.record_stage("behind", &first).await.expect("write");
+    assert_eq!(
+        summary(store, "behind").await,
+        (Some(2), Status::Parked, "w3".into(), 1)
+    );
+}
+
+async fn within_a_stage_the_newest_record_wins(store: &dyn Store) {
+    let at = |n| passed(1, stage("w2", 2, Status::Retrying, n, None));
+    store.record_stage("again", &at(1)).await.expect("write");
+    store
+        .record_stage("again", &passed(1, stage("w2", 2, Status::Done, 2, None)))
+        .await
+        .expect("write");
+    assert_eq!(
+        summary(store, "again").await,
+        (Some(2), Status::Done, "w2".into(), 2)
+    );
+
+    // Parked at attempt 3; the replay starts again at attempt 1 and its record wins.
+    store.record_stage("replayed", &at(1)).await.expect("write");
+    store.record_stage("replayed", &at(2)).await.expect("write");
+    let parked = passed(1, stage("w2", 2, Status::Parked, 3, None));
+    store
+        .record_stage("replayed", &parked)
+        .await
+        .expect("write");
+    assert_eq!(
+        summary(store, "replayed").await,
+        (None, Status::Parked, "w2".into(), 3)
+    );
+    let replay = passed(1, stage("w2", 2, Status::Done, 1, None));
+    store
+        .record_stage("replayed", &replay)
+        .await
+        .expect("write");
+    assert_eq!(
+        summary(store, "replayed").await,
+        (Some(2), Status::Done, "w2".into(), 1)
+    );
 }
 
 async fn stages_are_appended_and_state_follows_done(store: &dyn Store) {
@@ -126,7 +259,10 @@ async fn stages_are_appended_and_state_follows_done(store: &dyn Store) {
     store
         .record_stage(
             "e1",
-            &stage("w2", 2, Status::Done, 1, Some(json!({"a": [1, 2]}))),
+            &passed(
+                1,
+                stage("w2", 2, Status::Done, 1, Some(json!({"a": [1, 2]}))),
+            ),
         )
         .await
         .expect("write");
@@ -156,7 +292,7 @@ async fn stages_are_appended_and_state_follows_done(store: &dyn Store) {
     assert!(e.done_by("w3").is_none());
     // A later parked stage keeps the state the last completed worker set.
     store
-        .record_stage("e1", &stage("w3", 3, Status::Parked, 1, None))
+        .record_stage("e1", &passed(2, stage("w3", 3, Status::Parked, 1, None)))
         .await
         .expect("write");
     assert_eq!(
@@ -219,11 +355,17 @@ async fn parked_messages_upsert_list_page_and_delete(store: &dyn Store) {
     // Parking the same id again updates it and keeps its first failure time.
     let mut again = parked("p0", "a", bodies[0].clone(), t0 + Duration::seconds(20));
     again.attempts = 3;
+    again.stages_passed = 2;
     store.park(&again).await.expect("park again");
     let p0 = store.failed("p0").await.expect("read").expect("exists");
     assert_eq!(
-        (p0.attempts, p0.first_failed_at, p0.last_failed_at),
-        (3, t0, t0 + Duration::seconds(20))
+        (
+            p0.attempts,
+            p0.stages_passed,
+            p0.first_failed_at,
+            p0.last_failed_at
+        ),
+        (3, 2, t0, t0 + Duration::seconds(20))
     );
     assert_eq!(p0.execution_id.as_deref(), Some("exec-p0"));
 
@@ -598,6 +740,8 @@ macro_rules! contract {
 
 contract!(
     stages_are_appended_and_state_follows_done,
+    a_late_record_of_an_earlier_stage_does_not_move_the_state_back,
+    within_a_stage_the_newest_record_wins,
     concurrent_first_writes_of_one_execution_both_land,
     parked_messages_upsert_list_page_and_delete,
     jobs_are_defined_claimed_once_locked_and_finished,

@@ -54,10 +54,18 @@ impl Outbox {
     /// `Refused` when RabbitMQ closes a channel over it (the declare or the publish): the
     /// connection stays, and the next publish opens the channel again.
     pub async fn publish(&self, queue: &str, body: Vec<u8>) -> Result<(), BrokerError> {
+        self.publish_with(queue, body, &BTreeMap::new()).await
+    }
+
+    /// [`Outbox::publish`] with dpsd's headers (`message::headers`) on the message.
+    pub async fn publish_with(
+        &self,
+        queue: &str,
+        body: Vec<u8>,
+        headers: &BTreeMap<&str, String>,
+    ) -> Result<(), BrokerError> {
         let publisher = self.publisher_for(queue).await?;
-        let result = publisher
-            .publish(queue, body, properties(&BTreeMap::new()))
-            .await;
+        let result = publisher.publish(queue, body, properties(headers)).await;
         if result
             .as_ref()
             .is_err_and(|e| !matches!(e, BrokerError::Refused { .. }))

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 pub use aged::{Aged, Cursor, Sizes};
@@ -20,7 +20,7 @@ pub use mongo::MongoStore;
 use crate::config::{CatchUp, JobKind, StoreSettings};
 
 /// The outcome of one worker's handling of one execution.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
     Done,
@@ -38,8 +38,9 @@ impl Status {
     }
 }
 
-/// One entry of an execution's `stages`: what one worker did with it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// One entry of an execution's `stages`: what one worker did with it. The embedded store
+/// keeps it as this JSON, the API's.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Stage {
     pub worker: String,
@@ -47,6 +48,9 @@ pub struct Stage {
     pub state: i64,
     pub status: Status,
     pub attempts: u32,
+    /// How many stages the message had passed when this worker took it (0 for the first
+    /// worker of a chain): the execution's summary follows the stage furthest along.
+    pub stages_passed: u32,
     pub started_at: DateTime<Utc>,
     pub finished_at: DateTime<Utc>,
     pub duration_ms: i64,
@@ -93,6 +97,8 @@ pub struct ParkedMessage {
     pub queue: String,
     pub execution_id: Option<String>,
     pub attempts: u32,
+    /// The stages the message had passed when it was parked; a replay sends it on with it.
+    pub stages_passed: u32,
     pub error: String,
     pub first_failed_at: DateTime<Utc>,
     pub last_failed_at: DateTime<Utc>,
@@ -315,8 +321,12 @@ pub enum StoreError {
 
 #[async_trait]
 pub trait Store: Send + Sync {
-    /// Appends `stage` to the execution's stages and updates its summary fields, creating the
-    /// document on first sight. One round trip.
+    /// Appends `stage` to the execution's stages, creating the document on first sight, and
+    /// takes the summary fields (`status`, `worker`, `attempts`, `error`) from it unless the
+    /// execution has a stage further along (a higher `stages_passed`; at the same one the
+    /// newer record wins); `state` likewise from the furthest stage that is done. One
+    /// conditional write, never a read then a write: records of two stages may land in any
+    /// order and the summary is the same.
     async fn record_stage(&self, execution_id: &str, stage: &Stage) -> Result<(), StoreError>;
 
     /// The job-state document, if the execution is known.
@@ -479,6 +489,7 @@ mod tests {
             queue: "q".into(),
             execution_id: None,
             attempts: 1,
+            stages_passed: 0,
             error: "e".into(),
             first_failed_at: DateTime::<Utc>::UNIX_EPOCH,
             last_failed_at: DateTime::<Utc>::UNIX_EPOCH,

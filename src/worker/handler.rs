@@ -15,15 +15,9 @@ use super::counters::{Counters, Outcome};
 use crate::backoff::Backoff;
 use crate::broker::{self, BrokerError, Publisher};
 use crate::config::{delay_queue, WorkerDef};
-use crate::message::{Malformed, Message, EXECUTION_ID};
+use crate::message::{headers, Malformed, Message, EXECUTION_ID};
 use crate::services::{CallContext, Caller, ServiceError};
 use crate::store::{ParkedBody, ParkedMessage, Stage, Status, Store, StoreError};
-
-/// Marks a message forwarded again after a redelivery: the next worker checks the store
-/// before running it, as it would for a redelivery of its own.
-pub const REFORWARD_HEADER: &str = "x-dpsd-reforward";
-/// The attempt a message is on (1 when absent); it travels through the delay queues.
-pub const ATTEMPT_HEADER: &str = "x-dpsd-attempt";
 
 /// How long a write waits for an unavailable store: from a tenth of a second up to five.
 const STORE_RETRY: Backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
@@ -80,6 +74,8 @@ pub struct Delivery {
     pub reforwarded: bool,
     /// 1 for a first delivery, N for the Nth attempt after retries.
     pub attempt: u32,
+    /// The stages of the chain the message passed before this worker (its `x-dpsd-stages`).
+    pub stages_passed: u32,
     /// How many times the broker handed this message out before without a settlement (a
     /// quorum queue's `x-delivery-count`; 0 for classic queues, which do not count).
     pub returned: u32,
@@ -88,14 +84,16 @@ pub struct Delivery {
 /// When and how often this worker tried a message: what its stage records.
 struct Attempt {
     number: u32,
+    stages_passed: u32,
     started_at: chrono::DateTime<Utc>,
     clock: Instant,
 }
 
 impl Attempt {
-    fn begin(number: u32) -> Attempt {
+    fn begin(delivery: &Delivery) -> Attempt {
         Attempt {
-            number,
+            number: delivery.attempt,
+            stages_passed: delivery.stages_passed,
             started_at: Utc::now(),
             clock: Instant::now(),
         }
@@ -114,12 +112,31 @@ impl Attempt {
             state: def.job_state,
             status,
             attempts: self.number,
+            stages_passed: self.stages_passed,
             started_at: self.started_at,
             finished_at: Utc::now(),
             duration_ms: self.clock.elapsed().as_millis() as i64,
             error,
             result,
         }
+    }
+}
+
+/// Why a store operation did not happen.
+enum Unsaved {
+    /// A hard stop came while waiting for an unavailable store.
+    Stopped,
+    /// The store refused the data: no retry can help.
+    Invalid(String),
+}
+
+impl Unsaved {
+    /// Sends the message back: for what cannot be parked (the parked entry itself, or a read).
+    fn requeue(self, what: &str) -> Verdict {
+        if let Unsaved::Invalid(reason) = self {
+            error!("the store refused the {what}, message goes back to the queue: {reason}");
+        }
+        Verdict::Requeue
     }
 }
 
@@ -164,7 +181,7 @@ impl Handler {
         delivery: &Delivery,
         forward: &dyn Forward,
     ) -> Verdict {
-        let attempt = Attempt::begin(delivery.attempt);
+        let attempt = Attempt::begin(delivery);
         if let Some(error) = self.handed_out_too_often(delivery) {
             let stage = attempt.stage(&self.def, Status::Parked, Some(error.clone()), None);
             return self.park_failed(&message, delivery, stage, error).await;
@@ -172,7 +189,7 @@ impl Handler {
         if delivery.redelivered || delivery.reforwarded {
             match self.prior(message.execution_id()).await {
                 Ok(Prior::Done { result }) => {
-                    return self.forward_again(message, result, forward).await
+                    return self.forward_again(message, delivery, result, forward).await
                 }
                 Ok(Prior::NotDone) => {}
                 Err(verdict) => return verdict,
@@ -186,7 +203,9 @@ impl Handler {
         let failure = match outcome {
             Ok(result) => {
                 let stage = attempt.stage(&self.def, Status::Done, None, result);
-                return self.complete(message, stage, forward, attempt.clock).await;
+                return self
+                    .complete(message, delivery, stage, forward, attempt.clock)
+                    .await;
             }
             Err(failure) => format!("service {}: {}", failure.service, failure.error),
         };
@@ -252,33 +271,60 @@ impl Handler {
         Ok(last.or_else(|| message.last().cloned()))
     }
 
-    /// Records the done stage, forwards, and acks — in that order, so a crash at any point
-    /// leaves the message unacked and it comes back.
+    /// Records the done stage and forwards side by side (SPEC 4.2: neither waits for the
+    /// other), and acks only when both are in: a crash at any point leaves the message
+    /// unacked and it comes back. The next worker may record its stage before this one's
+    /// record lands; the store keeps job state moving forward only. A record the store
+    /// refuses parks the message, whatever became of the forward.
     async fn complete(
         &self,
         message: Message,
+        delivery: &Delivery,
         stage: Stage,
         forward: &dyn Forward,
         clock: Instant,
     ) -> Verdict {
         let services_ms = clock.elapsed().as_millis() as u64;
-        let record = self.persist(|| self.store.record_stage(message.execution_id(), &stage));
-        if let Err(verdict) = record.await {
-            return verdict;
+        let record =
+            timed(self.persist(|| self.store.record_stage(message.execution_id(), &stage)));
+        let sent = timed(self.forward(&message, delivery, forward));
+        let ((recorded, store_ms), (sent, confirm_ms)) = tokio::join!(record, sent);
+        match (recorded, sent) {
+            (Ok(()), Ok(())) => {
+                let elapsed_ms = clock.elapsed().as_millis() as u64;
+                info!(elapsed_ms, services_ms, store_ms, confirm_ms, "done");
+                self.counted(Outcome::Processed)
+            }
+            (Err(Unsaved::Invalid(reason)), sent) => {
+                let forwarded = match (&self.def.follow_queue, sent) {
+                    (None, _) => String::new(),
+                    (Some(queue), Ok(())) => format!(" (the forward to {queue} was confirmed)"),
+                    (Some(queue), Err(_)) => format!(" (nothing went on to {queue})"),
+                };
+                let error =
+                    format!("the store refused the record of this stage: {reason}{forwarded}");
+                let parked = Stage {
+                    status: Status::Parked,
+                    error: Some(error.clone()),
+                    result: None,
+                    ..stage
+                };
+                self.park_failed(&message, delivery, parked, error).await
+            }
+            (Err(Unsaved::Stopped), _) => Verdict::Requeue,
+            (Ok(()), Err(e)) => {
+                warn!("forward failed, message goes back to the queue: {e}");
+                Verdict::Requeue
+            }
         }
-        let store_ms = clock.elapsed().as_millis() as u64 - services_ms;
-        if let Err(e) = self.forward(&message, forward, false).await {
-            warn!("forward failed, message goes back to the queue: {e}");
-            return Verdict::Requeue;
-        }
-        let elapsed_ms = clock.elapsed().as_millis() as u64;
-        info!(elapsed_ms, services_ms, store_ms, "done");
-        self.counted(Outcome::Processed)
     }
 
     /// Whether this worker completed the execution already, and with what result.
     async fn prior(&self, execution_id: &str) -> Result<Prior, Verdict> {
-        let execution = self.persist(|| self.store.execution(execution_id)).await?;
+        let execution = self
+            .persist(|| self.store.execution(execution_id))
+            .await
+            .map_err(|unsaved| unsaved.requeue("read"))?;
         let done = execution.as_ref().and_then(|e| e.done_by(&self.def.name));
         Ok(done.map_or(Prior::NotDone, |stage| Prior::Done {
             result: stage.result.clone(),
@@ -291,13 +337,14 @@ impl Handler {
     async fn forward_again(
         &self,
         mut message: Message,
+        delivery: &Delivery,
         result: Option<Value>,
         forward: &dyn Forward,
     ) -> Verdict {
         if let Some(result) = result {
             message.set_last(result);
         }
-        match self.forward(&message, forward, true).await {
+        match self.forward(&message, delivery, forward).await {
             Ok(()) => {
                 info!("already done by this worker: not run again");
                 Verdict::Ack
@@ -309,18 +356,22 @@ impl Handler {
         }
     }
 
+    /// Sends the message on to the follow queue, one stage further along. While handling a
+    /// redelivery (ours or a copy marked by the worker before) another copy may have gone on
+    /// already, so the forward carries the mark that makes the next worker check.
     async fn forward(
         &self,
         message: &Message,
+        delivery: &Delivery,
         forward: &dyn Forward,
-        again: bool,
     ) -> Result<(), BrokerError> {
         let Some(queue) = &self.def.follow_queue else {
             return Ok(());
         };
-        let mut headers = Headers::new();
-        if again {
-            headers.insert(REFORWARD_HEADER, "1".to_string());
+        let passed = delivery.stages_passed.saturating_add(1);
+        let mut headers = Headers::from([(headers::STAGES, passed.to_string())]);
+        if delivery.redelivered || delivery.reforwarded {
+            headers.insert(headers::REFORWARD, "1".to_string());
         }
         forward.publish(queue, message.to_bytes(), &headers).await
     }
@@ -344,10 +395,23 @@ impl Handler {
             stage.error.as_deref().unwrap_or_default()
         );
         let record = self.persist(|| self.store.record_stage(message.execution_id(), &stage));
-        if let Err(verdict) = record.await {
-            return verdict;
+        match record.await {
+            Ok(()) => {}
+            Err(Unsaved::Stopped) => return Verdict::Requeue,
+            Err(Unsaved::Invalid(reason)) => {
+                let error = format!("the store refused the record of this stage: {reason}");
+                let parked = Stage {
+                    status: Status::Parked,
+                    error: Some(error.clone()),
+                    ..stage
+                };
+                return self.park_failed(message, delivery, parked, error).await;
+            }
         }
-        let headers = Headers::from([(ATTEMPT_HEADER, next.to_string())]);
+        let headers = Headers::from([
+            (headers::ATTEMPT, next.to_string()),
+            (headers::STAGES, delivery.stages_passed.to_string()),
+        ]);
         let body = received_bytes(delivery, message.execution_id());
         let queue = delay_queue(&self.def.queue, delay);
         match forward.publish(&queue, body, &headers).await {
@@ -375,20 +439,27 @@ impl Handler {
             queue: self.def.queue.clone(),
             execution_id: Some(message.execution_id().to_string()),
             attempts: stage.attempts,
+            stages_passed: stage.stages_passed,
             error,
             first_failed_at: now,
             last_failed_at: now,
         };
         // The stage first: whoever sees the parked copy (an operator, a replay) finds the
         // execution already marked parked. A crash between the two redelivers the message,
-        // which fails and parks again.
+        // which fails and parks again. A parked stage the store refuses (the record that
+        // brought the message here may have been refused already) does not keep it from
+        // being parked: requeueing would only come back here.
         let record = self.persist(|| self.store.record_stage(message.execution_id(), &stage));
-        if let Err(verdict) = record.await {
-            return verdict;
+        match record.await {
+            Ok(()) => {}
+            Err(Unsaved::Stopped) => return Verdict::Requeue,
+            Err(Unsaved::Invalid(reason)) => {
+                error!("the store refused the parked stage, parking the message anyway: {reason}");
+            }
         }
         match self.persist(|| self.store.park(&parked)).await {
             Ok(()) => self.counted(Outcome::Parked),
-            Err(verdict) => verdict,
+            Err(unsaved) => unsaved.requeue("parked entry"),
         }
     }
 
@@ -402,13 +473,14 @@ impl Handler {
             queue: self.def.queue.clone(),
             execution_id: None,
             attempts: 1,
+            stages_passed: delivery.stages_passed,
             error: reason.to_string(),
             first_failed_at: now,
             last_failed_at: now,
         };
         match self.persist(|| self.store.park(&parked)).await {
             Ok(()) => self.counted(Outcome::Parked),
-            Err(verdict) => verdict,
+            Err(unsaved) => unsaved.requeue("parked entry"),
         }
     }
 
@@ -421,7 +493,7 @@ impl Handler {
     /// Runs a store operation until it succeeds: an unavailable store is waited for (with
     /// back-off), since acking without the write would lose the guarantee. Gives up only on a
     /// hard stop (the message is then redelivered) or when the store rejects the data.
-    async fn persist<T, F, Fut>(&self, op: F) -> Result<T, Verdict>
+    async fn persist<T, F, Fut>(&self, op: F) -> Result<T, Unsaved>
     where
         F: Fn() -> Fut,
         Fut: std::future::Future<Output = Result<T, StoreError>>,
@@ -430,10 +502,7 @@ impl Handler {
         loop {
             match op().await {
                 Ok(value) => return Ok(value),
-                Err(StoreError::Invalid(reason)) => {
-                    error!("the store rejected a write, message goes back to the queue: {reason}");
-                    return Err(Verdict::Requeue);
-                }
+                Err(StoreError::Invalid(reason)) => return Err(Unsaved::Invalid(reason)),
                 Err(StoreError::Unavailable(reason)) => {
                     let delay = retries.next_delay();
                     warn!(
@@ -442,12 +511,19 @@ impl Handler {
                     );
                     tokio::select! {
                         _ = tokio::time::sleep(delay) => {}
-                        _ = self.hard_stop.cancelled() => return Err(Verdict::Requeue),
+                        _ = self.hard_stop.cancelled() => return Err(Unsaved::Stopped),
                     }
                 }
             }
         }
     }
+}
+
+/// Runs `work` and says how long it took, in milliseconds.
+async fn timed<T>(work: impl std::future::Future<Output = T>) -> (T, u64) {
+    let started = Instant::now();
+    let outcome = work.await;
+    (outcome, started.elapsed().as_millis() as u64)
 }
 
 /// The body as it arrived (not as the services left it), with the executionId it was
@@ -573,6 +649,7 @@ mod tests {
             redelivered: false,
             reforwarded: false,
             attempt: 1,
+            stages_passed: 0,
             returned: 0,
         }
     }
@@ -615,7 +692,11 @@ mod tests {
             sent[0].1,
             json!({"executionId": "e1", "a": 1, "_last": "test1"})
         );
-        assert!(sent[0].2.is_empty(), "a first forward carries no mark");
+        assert_eq!(
+            sent[0].2,
+            Headers::from([(headers::STAGES, "1".to_string())]),
+            "a first forward carries no mark, and one stage passed"
+        );
     }
 
     #[tokio::test]
@@ -641,20 +722,96 @@ mod tests {
             "the stored result goes on"
         );
         assert_eq!(
-            sent[1].2.get(REFORWARD_HEADER).map(String::as_str),
+            sent[1].2.get(headers::REFORWARD).map(String::as_str),
             Some("1")
         );
     }
 
     #[tokio::test]
-    async fn a_redelivery_of_a_message_not_completed_runs_the_services() {
+    async fn a_redelivery_of_a_message_not_completed_runs_the_services_and_marks_the_forward() {
         let world = world(vec![Builtin::Constant(json!("test1"))], None);
         let broker = FakeBroker::default();
         let mut first = delivery(json!({"executionId": "e3"}));
         first.reforwarded = true;
         assert_eq!(world.handler.handle(&first, &broker).await, Verdict::Ack);
         assert_eq!(world.stages("e3").await, [(Status::Done, 1)]);
-        assert!(broker.sent()[0].2.is_empty());
+        let mark = broker.sent()[0].2.get(headers::REFORWARD).cloned();
+        assert_eq!(
+            mark.as_deref(),
+            Some("1"),
+            "another copy may have gone on before"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_count_of_stages_passed_travels_through_forwards_retries_and_parking() {
+        let failing_world = world(vec![failing()], three_attempts());
+        let echo_world = world(vec![Builtin::Echo], None);
+        let (world, broker) = (&failing_world, FakeBroker::default());
+        let mut second_stage = delivery(json!({"executionId": "e15"}));
+        second_stage.stages_passed = 2;
+        world.handler.handle(&second_stage, &broker).await;
+        let stages =
+            |broker: &FakeBroker, i: usize| broker.sent()[i].2.get(headers::STAGES).cloned();
+        assert_eq!(
+            stages(&broker, 0).as_deref(),
+            Some("2"),
+            "a retry stays at its stage"
+        );
+        second_stage.attempt = 3;
+        world.handler.handle(&second_stage, &broker).await;
+        assert_eq!(world.parked().await[0].stages_passed, 2);
+        let execution = world.handler.store.execution("e15").await.expect("read");
+        let passed: Vec<u32> = execution
+            .expect("recorded")
+            .stages
+            .iter()
+            .map(|s| s.stages_passed)
+            .collect();
+        assert_eq!(passed, [2, 2]);
+
+        echo_world.handler.handle(&second_stage, &broker).await;
+        assert_eq!(
+            stages(&broker, 1).as_deref(),
+            Some("3"),
+            "one stage further on"
+        );
+    }
+
+    /// The race of side by side: the next worker's record lands before this one's. The
+    /// execution still ends in the next worker's state.
+    #[tokio::test]
+    async fn a_record_landing_after_the_next_stage_does_not_move_the_state_back() {
+        let world = world(vec![Builtin::Echo], None);
+        let next = Stage {
+            worker: "w2".into(),
+            state: 2,
+            status: Status::Done,
+            attempts: 1,
+            stages_passed: 1,
+            started_at: Utc::now(),
+            finished_at: Utc::now(),
+            duration_ms: 0,
+            error: None,
+            result: None,
+        };
+        let store = &world.handler.store;
+        store.record_stage("e16", &next).await.expect("record");
+        let broker = FakeBroker::default();
+        assert_eq!(
+            world.handle(json!({"executionId": "e16"}), &broker).await,
+            Verdict::Ack
+        );
+        let execution = store
+            .execution("e16")
+            .await
+            .expect("read")
+            .expect("recorded");
+        assert_eq!(
+            (execution.state, execution.status, execution.worker.as_str()),
+            (Some(2), Status::Done, "w2")
+        );
+        assert_eq!(execution.stages.len(), 2, "the late stage is kept");
     }
 
     #[tokio::test]
@@ -669,7 +826,10 @@ mod tests {
         assert_eq!(sent.len(), 1);
         assert_eq!(sent[0].0, "in.retry.1000ms");
         assert_eq!(sent[0].1, body, "the body as it came, without _last");
-        assert_eq!(sent[0].2.get(ATTEMPT_HEADER).map(String::as_str), Some("2"));
+        assert_eq!(
+            sent[0].2.get(headers::ATTEMPT).map(String::as_str),
+            Some("2")
+        );
         assert!(world.parked().await.is_empty());
     }
 
@@ -682,7 +842,7 @@ mod tests {
         world.handler.handle(&second, &broker).await;
         assert_eq!(broker.sent()[0].0, "in.retry.2000ms");
         assert_eq!(
-            broker.sent()[0].2.get(ATTEMPT_HEADER).map(String::as_str),
+            broker.sent()[0].2.get(headers::ATTEMPT).map(String::as_str),
             Some("3")
         );
     }
@@ -761,22 +921,57 @@ mod tests {
         assert_eq!(parked[0].execution_id, None);
     }
 
-    #[tokio::test]
-    async fn a_store_that_refuses_the_record_sends_the_message_back_unforwarded() {
-        let dir_world = world(vec![Builtin::Echo], None);
-        // The stages table gone: SQLite refuses the write ("no such table"), which no wait
-        // can mend.
-        let file = dir_world._dir.path().join(crate::store::EMBEDDED_FILE);
+    /// A trigger makes SQLite refuse every done record (a constraint error, which no wait
+    /// can mend), as MongoDB refuses a document too large.
+    fn refuse_done_records(world: &World) {
+        let file = world._dir.path().join(crate::store::EMBEDDED_FILE);
         let sqlite = rusqlite::Connection::open(file).expect("open the file");
-        sqlite.execute_batch("DROP TABLE stages").expect("drop");
+        sqlite
+            .execute_batch(
+                "CREATE TRIGGER refuse_new BEFORE INSERT ON job_state WHEN NEW.status = 'done'
+                   BEGIN SELECT RAISE(ABORT, 'refused by the test'); END;
+                 CREATE TRIGGER refuse_update BEFORE UPDATE ON job_state WHEN NEW.status = 'done'
+                   BEGIN SELECT RAISE(ABORT, 'refused by the test'); END;",
+            )
+            .expect("triggers");
+    }
+
+    #[tokio::test]
+    async fn a_record_the_store_refuses_parks_the_message_saying_the_forward_went_on() {
+        let world = world(vec![Builtin::Echo], None);
+        refuse_done_records(&world);
         let broker = FakeBroker::default();
-        let verdict = dir_world
-            .handle(json!({"executionId": "e8"}), &broker)
-            .await;
-        assert_eq!(verdict, Verdict::Requeue);
+        let verdict = world.handle(json!({"executionId": "e8"}), &broker).await;
+        assert_eq!(verdict, Verdict::Ack, "parked, not requeued for ever");
+        assert_eq!(broker.sent().len(), 1, "the forward went beside the record");
+        let parked = world.parked().await;
+        assert_eq!(parked.len(), 1);
         assert!(
-            broker.sent().is_empty(),
-            "nothing goes on without its record"
+            parked[0]
+                .error
+                .starts_with("the store refused the record of this stage: ")
+                && parked[0]
+                    .error
+                    .ends_with("(the forward to out was confirmed)"),
+            "{:?}",
+            parked[0].error
+        );
+        assert_eq!(world.stages("e8").await, [(Status::Parked, 1)]);
+    }
+
+    #[tokio::test]
+    async fn a_record_the_store_refuses_with_the_forward_failed_too_parks_it_unsent() {
+        let world = world(vec![Builtin::Echo], None);
+        refuse_done_records(&world);
+        let verdict = world
+            .handle(json!({"executionId": "e17"}), &FakeBroker::down())
+            .await;
+        assert_eq!(verdict, Verdict::Ack);
+        let parked = world.parked().await;
+        assert!(
+            parked[0].error.ends_with("(nothing went on to out)"),
+            "{:?}",
+            parked[0].error
         );
     }
 

@@ -18,15 +18,13 @@ use tokio::task::JoinSet;
 use tracing::{error, info, warn, Instrument};
 
 pub use counters::{report, report_once, Counters, Histogram, Totals, BUCKETS};
-pub use handler::{Delivery, Forward, Handler, Headers, Verdict, ATTEMPT_HEADER, REFORWARD_HEADER};
+pub use handler::{Delivery, Forward, Handler, Headers, Verdict};
 
 use crate::backoff::Backoff;
 use crate::broker::{self, BrokerError, Endpoint, Publisher, QueueRefusal};
 use crate::config::{delay_queue, RetryPolicy};
+use crate::message::headers;
 use crate::shutdown::Shutdown;
-
-/// Set by quorum queues on a message handed out again: how many times it was before.
-const DELIVERY_COUNT_HEADER: &str = "x-delivery-count";
 
 /// Reconnects wait from a fifth of a second up to half a minute.
 const RECONNECT: Backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(30));
@@ -177,12 +175,15 @@ impl Worker {
         let delivery = Delivery {
             body,
             redelivered: deliver.redelivered(),
-            reforwarded: broker::header(&props, REFORWARD_HEADER).is_some(),
-            attempt: broker::header(&props, ATTEMPT_HEADER)
+            reforwarded: broker::header(&props, headers::REFORWARD).is_some(),
+            attempt: broker::header(&props, headers::ATTEMPT)
                 .and_then(|a| a.parse().ok())
                 .filter(|a| *a >= 1)
                 .unwrap_or(1),
-            returned: broker::header(&props, DELIVERY_COUNT_HEADER)
+            stages_passed: broker::header(&props, headers::STAGES)
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0),
+            returned: broker::header(&props, headers::DELIVERY_COUNT)
                 .and_then(|n| n.parse().ok())
                 .unwrap_or(0),
         };

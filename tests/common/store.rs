@@ -141,11 +141,14 @@ impl TestEnv {
     }
 }
 
-/// An execution's stages as (worker, status, result), in the order they were recorded.
+/// An execution's stages as (worker, status, result), in the chain's order: by the stages
+/// passed, then as recorded. (Recorded side by side with the forward, the next worker's
+/// stage can land first.)
 pub fn stage_results(execution: &Execution) -> Vec<(String, Status, Option<Value>)> {
-    execution
-        .stages
-        .iter()
+    let mut stages: Vec<_> = execution.stages.iter().collect();
+    stages.sort_by_key(|s| s.stages_passed);
+    stages
+        .into_iter()
         .map(|s| (s.worker.clone(), s.status, s.result.clone()))
         .collect()
 }

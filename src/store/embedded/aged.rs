@@ -183,7 +183,7 @@ pub async fn claim(
                  ON CONFLICT (name) DO UPDATE SET holder = ?2, until = ?4
                  WHERE leases.holder = ?2 OR leases.until < ?3",
             )?
-            .execute([name, holder, now, until])
+            .execute([&name, &holder, &now, &until])
         })
         .await?;
     Ok(changed == 1)

@@ -8,18 +8,18 @@ use rusqlite::{params, OptionalExtension, Row};
 use super::{parse_ts, ts, EmbeddedStore};
 use crate::store::{FailedPage, ParkedBody, ParkedMessage, StoreError};
 
-const PARKED_COLUMNS: &str = "SELECT id, encoding, body, worker, queue, execution_id, attempts, error, first_failed_at, last_failed_at FROM failed_messages";
+const PARKED_COLUMNS: &str = "SELECT id, encoding, body, worker, queue, execution_id, attempts, error, first_failed_at, last_failed_at, stages_passed FROM failed_messages";
 
 pub async fn park(store: &EmbeddedStore, message: &ParkedMessage) -> Result<(), StoreError> {
     let m = message.clone();
     let (encoding, body) = encode_body(&m.body);
     store.write(move |c| {
         c.execute(
-            "INSERT INTO failed_messages (id, encoding, body, worker, queue, execution_id, attempts, error, first_failed_at, last_failed_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+            "INSERT INTO failed_messages (id, encoding, body, worker, queue, execution_id, attempts, error, first_failed_at, last_failed_at, stages_passed)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
              ON CONFLICT (id) DO UPDATE SET encoding = ?2, body = ?3, worker = ?4, queue = ?5,
-               execution_id = ?6, attempts = ?7, error = ?8, last_failed_at = ?10",
-            params![m.id, encoding, body, m.worker, m.queue, m.execution_id, m.attempts, m.error, ts(m.first_failed_at), ts(m.last_failed_at)],
+               execution_id = ?6, attempts = ?7, error = ?8, last_failed_at = ?10, stages_passed = ?11",
+            params![m.id, encoding, body, m.worker, m.queue, m.execution_id, m.attempts, m.error, ts(m.first_failed_at), ts(m.last_failed_at), m.stages_passed],
         )
     })
     .await
@@ -99,6 +99,7 @@ struct RawParked {
     error: String,
     first_failed_at: String,
     last_failed_at: String,
+    stages_passed: u32,
 }
 
 fn parked_row(r: &Row) -> rusqlite::Result<RawParked> {
@@ -113,6 +114,7 @@ fn parked_row(r: &Row) -> rusqlite::Result<RawParked> {
         error: r.get(7)?,
         first_failed_at: r.get(8)?,
         last_failed_at: r.get(9)?,
+        stages_passed: r.get(10)?,
     })
 }
 
@@ -141,6 +143,7 @@ impl RawParked {
             queue: self.queue,
             execution_id: self.execution_id,
             attempts: self.attempts,
+            stages_passed: self.stages_passed,
             error: self.error,
             first_failed_at: parse_ts(&self.first_failed_at)?,
             last_failed_at: parse_ts(&self.last_failed_at)?,

@@ -19,6 +19,9 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 /// group commit, about a millisecond), so replicas sharing the file would mostly sleep.
 const BUSY_RETRY: Duration = Duration::from_micros(200);
 
+/// Pages the write-ahead log grows to before a commit folds it back into the file.
+const WAL_PAGES: i64 = 10_000;
+
 /// A connection to the file with the busy handler, WAL and the configured `synchronous`.
 pub fn connect(path: &Path, sync: StateSync) -> anyhow::Result<Connection> {
     let open = || -> rusqlite::Result<Connection> {
@@ -30,6 +33,10 @@ pub fn connect(path: &Path, sync: StateSync) -> anyhow::Result<Connection> {
         // WAL: readers never wait for the writer.
         connection.pragma_update(None, "journal_mode", "WAL")?;
         connection.pragma_update(None, "synchronous", sync.pragma())?;
+        // Fold the log back into the file every 10,000 pages (about 40 MB) rather than
+        // SQLite's 1,000: each checkpoint rewrites the pages of the writes since the last,
+        // and fewer of them cut a stage write's CPU by a quarter. `close` folds the rest.
+        connection.pragma_update(None, "wal_autocheckpoint", WAL_PAGES)?;
         Ok(connection)
     };
     // Turning a new file to WAL takes a lock SQLite answers "busy" for at once, without its

@@ -75,10 +75,10 @@ impl EmbeddedStore {
     }
 
     /// Runs a write in the writer's next transaction; resolves with the rows it changed once
-    /// that transaction is committed.
+    /// that transaction is committed. It may run twice (see `writer`).
     async fn write(
         &self,
-        work: impl FnOnce(&Connection) -> rusqlite::Result<usize> + Send + 'static,
+        work: impl Fn(&Connection) -> rusqlite::Result<usize> + Send + 'static,
     ) -> Result<usize, StoreError> {
         self.writer.write(Box::new(work)).await
     }

@@ -41,6 +41,22 @@ const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
     ("jobs", "catch_up", "TEXT"),
     // Issue 19: paused through the API, on every host sharing the file.
     ("jobs", "paused", "INTEGER NOT NULL DEFAULT 0"),
+    // Issue 16: how far along the chain each record is (SPEC 4.2: job state only moves
+    // forward). `stages_passed` of job_state is that of the stage its summary comes from,
+    // and `state_stages_passed` that of the done stage its `state` comes from; NULL in rows
+    // written before, which any new record then overrides.
+    ("job_state", "stages_passed", "INTEGER"),
+    ("job_state", "state_stages_passed", "INTEGER"),
+    ("stages", "stages_passed", "INTEGER NOT NULL DEFAULT 0"),
+    (
+        "failed_messages",
+        "stages_passed",
+        "INTEGER NOT NULL DEFAULT 0",
+    ),
+    // Issue 16: the stages of an execution as JSON lines in its own row (a stage write is
+    // then one row, not a row in `stages` and its index entry besides); `stages` is still
+    // read for the stages recorded before.
+    ("job_state", "stages_log", "TEXT"),
 ];
 
 /// Creates what is missing in one write transaction: processes opening a fresh file at once

@@ -1,8 +1,10 @@
 //! The embedded store's writes: one thread per process owns the writing connection and runs
 //! every write that is waiting as one transaction (group commit). A caller hears "done"
 //! only after the COMMIT, so nothing is acked before its state is on disk, while one fsync
-//! serves many messages. Each write sits in a savepoint of its own, so one refused write
-//! does not undo the others.
+//! serves many messages. A write the file refuses is rare, so the group carries no
+//! savepoints (each cost about as much as the write itself): when one write fails, the whole
+//! group is rolled back and each write is run again alone, so the one refused does not undo
+//! the others.
 
 use std::sync::mpsc;
 
@@ -16,7 +18,8 @@ use crate::store::StoreError;
 const MAX_BATCH: usize = 256;
 
 /// A write: SQL run on the writing connection; its result is the number of rows it changed.
-pub type Work = Box<dyn FnOnce(&Connection) -> rusqlite::Result<usize> + Send>;
+/// It may run twice (a group rolled back, then alone), so it only reads what it captured.
+pub type Work = Box<dyn Fn(&Connection) -> rusqlite::Result<usize> + Send>;
 
 struct Op {
     work: Work,
@@ -62,42 +65,69 @@ fn run(connection: Connection, incoming: mpsc::Receiver<Op>) {
     }
 }
 
+/// The group in one transaction; if a write in it fails, each again in one of its own.
 fn commit(connection: &Connection, batch: Vec<Op>) {
-    if let Err(e) = execute(connection, "BEGIN IMMEDIATE") {
-        let error = classify(e);
-        return batch
-            .into_iter()
-            .for_each(|op| drop(op.done.send(Err(copy(&error)))));
-    }
-    let mut results = Vec::with_capacity(batch.len());
-    let mut waiters = Vec::with_capacity(batch.len());
-    for op in batch {
-        results.push(in_savepoint(connection, op.work));
-        waiters.push(op.done);
-    }
-    if let Err(e) = execute(connection, "COMMIT") {
-        let _ = execute(connection, "ROLLBACK");
-        let error = classify(e);
-        return waiters
-            .into_iter()
-            .for_each(|done| drop(done.send(Err(copy(&error)))));
-    }
-    for (done, result) in waiters.into_iter().zip(results) {
-        let _ = done.send(result.map_err(classify));
+    match group(connection, &batch) {
+        Ok(changed) => {
+            for (op, changed) in batch.into_iter().zip(changed) {
+                let _ = op.done.send(Ok(changed));
+            }
+        }
+        Err(Failed::Commit(error)) => {
+            for op in batch {
+                let _ = op.done.send(Err(copy(&error)));
+            }
+        }
+        Err(Failed::Write) => {
+            for op in batch {
+                let outcome = alone(connection, &op.work);
+                let _ = op.done.send(outcome);
+            }
+        }
     }
 }
 
-fn in_savepoint(connection: &Connection, work: Work) -> rusqlite::Result<usize> {
-    execute(connection, "SAVEPOINT op")?;
-    match work(connection) {
-        Ok(changed) => {
-            execute(connection, "RELEASE op")?;
-            Ok(changed)
+/// Why a group did not commit.
+enum Failed {
+    /// The transaction itself failed (busy, I/O): every write of it gets this error.
+    Commit(StoreError),
+    /// A write of it failed; the group was rolled back.
+    Write,
+}
+
+fn group(connection: &Connection, batch: &[Op]) -> Result<Vec<usize>, Failed> {
+    execute(connection, "BEGIN IMMEDIATE").map_err(|e| Failed::Commit(classify(e)))?;
+    let mut changed = Vec::with_capacity(batch.len());
+    for op in batch {
+        match (op.work)(connection) {
+            Ok(rows) => changed.push(rows),
+            Err(_) => {
+                let _ = execute(connection, "ROLLBACK");
+                return Err(Failed::Write);
+            }
         }
+    }
+    if let Err(e) = execute(connection, "COMMIT") {
+        let _ = execute(connection, "ROLLBACK");
+        return Err(Failed::Commit(classify(e)));
+    }
+    Ok(changed)
+}
+
+/// One write in a transaction of its own: committed, or rolled back with its error.
+fn alone(connection: &Connection, work: &Work) -> Result<usize, StoreError> {
+    execute(connection, "BEGIN IMMEDIATE").map_err(classify)?;
+    match work(connection) {
+        Ok(changed) => match execute(connection, "COMMIT") {
+            Ok(()) => Ok(changed),
+            Err(e) => {
+                let _ = execute(connection, "ROLLBACK");
+                Err(classify(e))
+            }
+        },
         Err(e) => {
-            execute(connection, "ROLLBACK TO op")?;
-            execute(connection, "RELEASE op")?;
-            Err(e)
+            let _ = execute(connection, "ROLLBACK");
+            Err(classify(e))
         }
     }
 }
@@ -111,5 +141,49 @@ fn copy(error: &StoreError) -> StoreError {
     match error {
         StoreError::Unavailable(m) => StoreError::Unavailable(m.clone()),
         StoreError::Invalid(m) => StoreError::Invalid(m.clone()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Twenty writes, the first slow so that the other nineteen wait and go in one group,
+    /// in which the eighth is refused: the others are committed all the same.
+    #[tokio::test]
+    async fn a_refused_write_does_not_undo_the_others_of_its_group() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("t.sqlite");
+        let connection = Connection::open(&path).expect("open");
+        connection
+            .execute_batch("CREATE TABLE t (n INTEGER PRIMARY KEY)")
+            .expect("table");
+        let writer = Writer::start(connection);
+        let writes = (0..20).map(|n: i64| {
+            let writer = writer.clone();
+            async move {
+                let work: Work = Box::new(move |c| {
+                    if n == 0 {
+                        std::thread::sleep(std::time::Duration::from_millis(50));
+                    }
+                    let table = if n == 7 { "nowhere" } else { "t" };
+                    c.execute(&format!("INSERT INTO {table} VALUES (?1)"), [n])
+                });
+                writer.write(work).await
+            }
+        });
+        let outcomes = futures::future::join_all(writes).await;
+        for (n, outcome) in outcomes.iter().enumerate() {
+            match (n, outcome) {
+                (7, Err(StoreError::Invalid(message))) => assert!(message.contains("nowhere")),
+                (7, other) => panic!("the refused write answered {other:?}"),
+                (_, outcome) => assert_eq!(outcome.as_ref().ok(), Some(&1), "write {n}"),
+            }
+        }
+        let reader = Connection::open(&path).expect("open");
+        let count: i64 = reader
+            .query_row("SELECT COUNT(*) FROM t", [], |r| r.get(0))
+            .expect("count");
+        assert_eq!(count, 19);
     }
 }

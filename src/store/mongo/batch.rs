@@ -18,10 +18,10 @@ const MAX_BATCH_BYTES: usize = 8 * 1024 * 1024;
 /// Writes waiting for their turn; a full queue makes writers wait (back-pressure).
 const QUEUE: usize = 1024;
 
-/// One upsert of one job-state document, and who waits for its outcome.
+/// One upsert of one job-state document (an update pipeline), and who waits for its outcome.
 struct Write {
     filter: Document,
-    update: Document,
+    update: Vec<Document>,
     size: usize,
     done: oneshot::Sender<Result<(), StoreError>>,
 }
@@ -40,8 +40,11 @@ impl Batcher {
     }
 
     /// Upserts the document matching `filter`; resolves once the server has applied it.
-    pub async fn upsert(&self, filter: Document, update: Document) -> Result<(), StoreError> {
-        let size = mongodb::bson::to_vec(&update).map(|b| b.len()).unwrap_or(0);
+    pub async fn upsert(&self, filter: Document, update: Vec<Document>) -> Result<(), StoreError> {
+        let size = update
+            .iter()
+            .map(|stage| mongodb::bson::to_vec(stage).map_or(0, |b| b.len()))
+            .sum();
         let (done, outcome) = oneshot::channel();
         let write = Write {
             filter,

@@ -17,6 +17,7 @@ pub async fn park(
         "queue": &message.queue,
         "executionId": message.execution_id.as_deref(),
         "attempts": message.attempts as i64,
+        "stagesPassed": i64::from(message.stages_passed),
         "error": &message.error,
         "lastFailedAt": bson::DateTime::from_chrono(message.last_failed_at),
     };
@@ -104,6 +105,7 @@ fn message(d: &Document) -> Result<ParkedMessage, StoreError> {
         queue: text("queue").unwrap_or_default(),
         execution_id: text("executionId"),
         attempts: integer(d, "attempts").unwrap_or(1) as u32,
+        stages_passed: integer(d, "stagesPassed").unwrap_or(0) as u32,
         error: text("error").unwrap_or_default(),
         first_failed_at: time(d, "firstFailedAt")?,
         last_failed_at: time(d, "lastFailedAt")?,

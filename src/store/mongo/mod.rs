@@ -26,6 +26,10 @@ use super::{
 use crate::config::MongoSettings;
 
 const DUPLICATE_KEY: i32 = 11000;
+/// Server error codes that say the data itself is refused, so that no retry can help:
+/// BadValue, FailedToParse, TypeMismatch, BSONObjectTooLarge, and a document that an update
+/// would make larger than 16 MB.
+const REFUSED_DATA: [i32; 5] = [2, 9, 14, 10334, 17419];
 
 pub struct MongoStore {
     client: Client,
@@ -237,23 +241,42 @@ impl Store for MongoStore {
     }
 }
 
-fn stage_update(stage: &Stage) -> Result<Document, StoreError> {
+/// The one conditional write of a stage (an update pipeline, so the condition is the
+/// document's own `stagesPassed`, read and written in the same step): the stage is appended,
+/// and the summary taken from it only when no stage further along is in (at the same
+/// `stagesPassed` this newer record wins); `state` likewise from the furthest done stage.
+/// Documents written before `stagesPassed` existed count as -1: any new record goes first.
+/// Every value is a `$literal`, so text of a user's result is never read as an expression.
+fn stage_update(stage: &Stage) -> Result<Vec<Document>, StoreError> {
     let now = bson::DateTime::now();
+    let passed = i64::from(stage.stages_passed);
+    let not_behind = |field: &str| doc! {"$gte": [passed, {"$ifNull": [field, -1]}]};
+    let ahead = not_behind("$stagesPassed");
+    let pick = |condition: &Document, value: Bson, field: &str| {
+        doc! {"$cond": [condition.clone(), {"$literal": value}, field]}
+    };
     let mut set = doc! {
-        "status": stage.status.as_str(),
-        "worker": &stage.worker,
-        "attempts": stage.attempts as i64,
-        "error": stage.error.as_deref(),
-        "updatedAt": now,
+        "createdAt": {"$ifNull": ["$createdAt", {"$literal": now}]},
+        "updatedAt": {"$literal": now},
+        "status": pick(&ahead, stage.status.as_str().into(), "$status"),
+        "worker": pick(&ahead, stage.worker.as_str().into(), "$worker"),
+        "attempts": pick(&ahead, Bson::Int64(i64::from(stage.attempts)), "$attempts"),
+        "error": pick(&ahead, stage.error.as_deref().map_or(Bson::Null, Bson::from), "$error"),
+        "stagesPassed": {"$max": [passed, {"$ifNull": ["$stagesPassed", -1]}]},
+        "stages": {"$concatArrays": [
+            {"$ifNull": ["$stages", []]},
+            [{"$literal": stage_document(stage)?}],
+        ]},
     };
     if stage.status == Status::Done {
-        set.insert("state", stage.state);
+        let furthest_done = not_behind("$stateStagesPassed");
+        set.insert("state", pick(&furthest_done, stage.state.into(), "$state"));
+        set.insert(
+            "stateStagesPassed",
+            pick(&furthest_done, passed.into(), "$stateStagesPassed"),
+        );
     }
-    Ok(doc! {
-        "$set": set,
-        "$setOnInsert": {"createdAt": now},
-        "$push": {"stages": stage_document(stage)?},
-    })
+    Ok(vec![doc! {"$set": set}])
 }
 
 fn stage_document(stage: &Stage) -> Result<Document, StoreError> {
@@ -262,6 +285,7 @@ fn stage_document(stage: &Stage) -> Result<Document, StoreError> {
         "state": stage.state,
         "status": stage.status.as_str(),
         "attempts": stage.attempts as i64,
+        "stagesPassed": i64::from(stage.stages_passed),
         "startedAt": bson::DateTime::from_chrono(stage.started_at),
         "finishedAt": bson::DateTime::from_chrono(stage.finished_at),
         "durationMs": stage.duration_ms,
@@ -301,6 +325,7 @@ fn stage_from(d: &Document) -> Result<Stage, StoreError> {
         state: integer(d, "state").unwrap_or(0),
         status: status(d)?,
         attempts: integer(d, "attempts").unwrap_or(0) as u32,
+        stages_passed: integer(d, "stagesPassed").unwrap_or(0) as u32,
         started_at: time(d, "startedAt")?,
         finished_at: time(d, "finishedAt")?,
         duration_ms: integer(d, "durationMs").unwrap_or(0),
@@ -350,6 +375,9 @@ fn is_duplicate_key(error: &MongoError) -> bool {
 fn classify(error: MongoError) -> StoreError {
     match &*error.kind {
         ErrorKind::Write(WriteFailure::WriteError(w)) => StoreError::Invalid(w.message.clone()),
+        ErrorKind::Command(c) if REFUSED_DATA.contains(&c.code) => {
+            StoreError::Invalid(c.message.clone())
+        }
         ErrorKind::InvalidArgument { message, .. } => StoreError::Invalid(message.clone()),
         ErrorKind::BsonSerialization(e) => StoreError::Invalid(e.to_string()),
         _ => StoreError::Unavailable(clean(&error)),
