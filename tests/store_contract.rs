@@ -719,6 +719,28 @@ async fn a_lease_is_held_by_one_holder_until_it_expires(store: &dyn Store) {
         .expect("claim"));
 }
 
+async fn a_worker_pause_is_kept_idempotent_and_resumed(store: &dyn Store) {
+    let paused = || async { store.paused_workers().await.expect("list") };
+    assert!(paused().await.is_empty());
+    store.set_worker_paused("b", true).await.expect("pause");
+    store.set_worker_paused("a", true).await.expect("pause");
+    store
+        .set_worker_paused("a", true)
+        .await
+        .expect("pause twice");
+    assert_eq!(paused().await, ["a", "b"]);
+    store.set_worker_paused("a", false).await.expect("resume");
+    store
+        .set_worker_paused("a", false)
+        .await
+        .expect("resume twice");
+    store
+        .set_worker_paused("never", false)
+        .await
+        .expect("resume one never paused");
+    assert_eq!(paused().await, ["b"]);
+}
+
 macro_rules! contract {
     ($($case:ident),* $(,)?) => {
         mod on_mongodb {
@@ -748,4 +770,5 @@ contract!(
     old_executions_are_walked_by_age_and_deleted_only_unchanged,
     old_parked_messages_are_pruned_and_found_by_execution,
     a_lease_is_held_by_one_holder_until_it_expires,
+    a_worker_pause_is_kept_idempotent_and_resumed,
 );

@@ -215,6 +215,7 @@ values = ["UTC", "Europe/Berlin", "America/New_York", "Australia/Lord_Howe", "Pa
 "path.name" = { dictionary = "names", probability = 0.5 }
 "path.id" = { dictionary = "ids", probability = 0.5 }
 "path.queue" = { dictionary = "queues", probability = 0.3 }
+"path.worker" = { dictionary = "workers", probability = 0.5 }
 "query.worker" = { dictionary = "workers", probability = 0.5 }
 "body.interval" = { dictionary = "schedules", probability = 0.5 }
 "body.timezone" = { dictionary = "zones", probability = 0.5 }

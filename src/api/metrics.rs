@@ -27,7 +27,29 @@ async fn scrape(state: web::Data<State>) -> Result<HttpResponse, ApiError> {
     let job_runs = state.scheduler.run_counts();
     let mut families = families(&workers, &queues, &job_runs);
     families.extend(store_families(&state.retention.borrow()));
+    // Left out, not guessed, while the store cannot be read.
+    if let Ok(paused) = state.store.paused_workers().await {
+        families.push(paused_family(&workers, &paused));
+    }
     encoded(families)
+}
+
+/// `dpsd_worker_paused`: 1 for a worker paused through the API (SPEC 4.5), else 0.
+fn paused_family(workers: &WorkersSnapshot, paused: &[String]) -> MetricFamily {
+    let samples = workers
+        .keys()
+        .map(|name| {
+            metric(
+                &[("worker", name)],
+                f64::from(u8::from(paused.contains(name))),
+            )
+        })
+        .collect();
+    gauge(
+        "dpsd_worker_paused",
+        "1 while the worker is paused through the API (on every host), else 0.",
+        samples,
+    )
 }
 
 /// The families as a text-format answer.

@@ -17,7 +17,7 @@ use crate::logging;
 use crate::services::Caller;
 use crate::shutdown::Shutdown;
 use crate::store;
-use crate::worker::{report, report_once, Counters, Handler, Worker};
+use crate::worker::{pause, report, report_once, Counters, Handler, Worker};
 
 /// How the replica was started, beyond its spec.
 struct Mode {
@@ -83,6 +83,7 @@ async fn run(spec: ReplicaSpec, mode: Mode) -> Result<(), Failure> {
     if supervised {
         tokio::spawn(report(handler.counters.clone()));
     }
+    let paused = pause::watch(store.clone(), handler.def.name.clone()).await;
     let endpoint = Endpoint::new(&spec.runtime.amqp);
     let consuming = Arc::new(AtomicBool::new(false));
     let listener = match listen {
@@ -104,6 +105,7 @@ async fn run(spec: ReplicaSpec, mode: Mode) -> Result<(), Failure> {
         endpoint,
         replica,
         consuming,
+        paused,
     };
     worker.run(&shutdown).await;
     if let Some(listener) = listener {

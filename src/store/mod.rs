@@ -450,6 +450,13 @@ pub trait Store: Send + Sync {
         until: DateTime<Utc>,
     ) -> Result<bool, StoreError>;
 
+    /// Pauses or resumes a worker on every host sharing the store (SPEC 4.5). Setting the
+    /// state it has already is no change and no error.
+    async fn set_worker_paused(&self, worker: &str, paused: bool) -> Result<(), StoreError>;
+
+    /// The names of the paused workers, sorted: what every replica polls to obey a pause.
+    async fn paused_workers(&self) -> Result<Vec<String>, StoreError>;
+
     /// Whether the store answers now (for `/health`).
     async fn ping(&self) -> Result<(), StoreError>;
 

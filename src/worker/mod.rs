@@ -4,6 +4,7 @@
 
 mod counters;
 mod handler;
+pub mod pause;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -39,6 +40,8 @@ pub struct Worker {
     pub replica: u32,
     /// True while a session consumes the queue (what the replica's `/readyz` reports).
     pub consuming: Arc<AtomicBool>,
+    /// Whether the worker is paused (SPEC 4.5), as `pause::watch` keeps it from the store.
+    pub paused: tokio::sync::watch::Receiver<bool>,
 }
 
 /// Holds `consuming` true for as long as it lives: every way out of a session clears it.
@@ -97,39 +100,115 @@ impl Worker {
             .await
             .map_err(|e| watch.explain(e.into()))?;
         let publisher = Publisher::open(&connection).await?;
-        let args = BasicConsumeArguments::new(&def.queue, "")
-            .manual_ack(true)
-            .finish();
-        let (consumer_tag, mut deliveries) = channel
-            .basic_consume_rx(args)
-            .await
-            .map_err(|e| SessionError::refused(&def.queue, watch.explain(e.into())))?;
-        info!(queue = %def.queue, prefetch = def.prefetch, "consuming");
-        let consuming = Consuming::mark(&self.consuming);
-
+        let mut paused = self.paused.clone();
         let mut in_flight = JoinSet::new();
+        loop {
+            if let Some(stop) = self
+                .wait_resumed(&mut paused, &connection, &channel, &mut in_flight, shutdown)
+                .await
+            {
+                return self
+                    .end(
+                        stop, None, in_flight, connection, channel, publisher, shutdown,
+                    )
+                    .await;
+            }
+            let args = BasicConsumeArguments::new(&def.queue, "")
+                .manual_ack(true)
+                .finish();
+            let (consumer_tag, mut deliveries) = channel
+                .basic_consume_rx(args)
+                .await
+                .map_err(|e| SessionError::refused(&def.queue, watch.explain(e.into())))?;
+            info!(queue = %def.queue, prefetch = def.prefetch, "consuming");
+            let consuming = Consuming::mark(&self.consuming);
+            let mut health = tokio::time::interval(Duration::from_secs(1));
+            let stop = loop {
+                tokio::select! {
+                    _ = shutdown.graceful.cancelled() => break Stop::Shutdown,
+                    delivery = deliveries.recv() => match delivery {
+                        Some(delivery) => self.dispatch(delivery, &channel, &publisher, &mut in_flight),
+                        None => break Stop::Lost("the broker closed the consumer"),
+                    },
+                    Some(done) = in_flight.join_next() => report_panic(done),
+                    _ = watch.ended() => break Stop::Lost("RabbitMQ cancelled the consumer (was the queue deleted?)"),
+                    _ = health.tick() => if !connection.is_open() || !channel.is_open() {
+                        break Stop::Lost("the connection to RabbitMQ was lost");
+                    },
+                    Ok(()) = paused.changed() => if *paused.borrow_and_update() {
+                        break Stop::Paused;
+                    },
+                }
+            };
+            drop(consuming);
+            if let Stop::Paused = stop {
+                pause::announce(true);
+                hand_back(&channel, &consumer_tag, deliveries).await;
+                continue;
+            }
+            return self
+                .end(
+                    stop,
+                    Some(&consumer_tag),
+                    in_flight,
+                    connection,
+                    channel,
+                    publisher,
+                    shutdown,
+                )
+                .await;
+        }
+    }
+
+    /// While the worker is paused: messages in hand go on finishing (and are acked), the
+    /// connection is watched. None once it is resumed (or was never paused), else why the
+    /// session stops.
+    async fn wait_resumed(
+        &self,
+        paused: &mut tokio::sync::watch::Receiver<bool>,
+        connection: &amqprs::connection::Connection,
+        channel: &Channel,
+        in_flight: &mut JoinSet<()>,
+        shutdown: &Shutdown,
+    ) -> Option<Stop> {
+        if !*paused.borrow_and_update() {
+            return None;
+        }
         let mut health = tokio::time::interval(Duration::from_secs(1));
-        let lost = loop {
+        loop {
             tokio::select! {
-                _ = shutdown.graceful.cancelled() => break None,
-                delivery = deliveries.recv() => match delivery {
-                    Some(delivery) => self.dispatch(delivery, &channel, &publisher, &mut in_flight),
-                    None => break Some("the broker closed the consumer"),
+                _ = shutdown.graceful.cancelled() => return Some(Stop::Shutdown),
+                changed = paused.changed() => if changed.is_err() || !*paused.borrow_and_update() {
+                    pause::announce(false);
+                    return None;
                 },
                 Some(done) = in_flight.join_next() => report_panic(done),
-                _ = watch.ended() => break Some("RabbitMQ cancelled the consumer (was the queue deleted?)"),
                 _ = health.tick() => if !connection.is_open() || !channel.is_open() {
-                    break Some("the connection to RabbitMQ was lost");
+                    return Some(Stop::Lost("the connection to RabbitMQ was lost"));
                 },
             }
-        };
-        drop(consuming);
-        if let Some(reason) = lost {
-            // Their acks could not reach the broker any more: it redelivers them.
+        }
+    }
+
+    /// Ends a session: after a graceful stop drains and closes (Ok), after a lost
+    /// connection abandons the messages in hand (their acks could not reach the broker any
+    /// more: it redelivers them).
+    #[allow(clippy::too_many_arguments)]
+    async fn end(
+        &self,
+        stop: Stop,
+        consumer_tag: Option<&str>,
+        mut in_flight: JoinSet<()>,
+        connection: amqprs::connection::Connection,
+        channel: Channel,
+        publisher: Publisher,
+        shutdown: &Shutdown,
+    ) -> Result<(), SessionError> {
+        if let Stop::Lost(reason) = stop {
             in_flight.abort_all();
             return Err(BrokerError::Lost(reason).into());
         }
-        self.drain(&channel, &consumer_tag, in_flight, shutdown)
+        self.drain(&channel, consumer_tag, in_flight, shutdown)
             .await;
         broker::close(vec![channel, publisher.channel().clone()], connection).await;
         Ok(())
@@ -205,15 +284,12 @@ impl Worker {
     async fn drain(
         &self,
         channel: &Channel,
-        consumer_tag: &str,
+        consumer_tag: Option<&str>,
         mut in_flight: JoinSet<()>,
         shutdown: &Shutdown,
     ) {
-        if let Err(e) = channel
-            .basic_cancel(BasicCancelArguments::new(consumer_tag))
-            .await
-        {
-            warn!("could not cancel the consumer: {e}");
+        if let Some(tag) = consumer_tag {
+            cancel(channel, tag).await;
         }
         info!(in_flight = in_flight.len(), "draining");
         loop {
@@ -228,6 +304,40 @@ impl Worker {
                     break;
                 }
             }
+        }
+    }
+}
+
+/// Why consuming stopped.
+enum Stop {
+    Shutdown,
+    Paused,
+    Lost(&'static str),
+}
+
+async fn cancel(channel: &Channel, consumer_tag: &str) {
+    if let Err(e) = channel
+        .basic_cancel(BasicCancelArguments::new(consumer_tag))
+        .await
+    {
+        warn!("could not cancel the consumer: {e}");
+    }
+}
+
+/// Cancels the consumer and hands the prefetched messages not yet started back to the
+/// queue at once (SPEC 4.5). RabbitMQ keeps a cancelled consumer's unacked deliveries on the
+/// channel until they are settled or the channel closes, and the channel stays open for the
+/// messages in progress, so each one still waiting in `deliveries` is requeued by hand.
+async fn hand_back(
+    channel: &Channel,
+    consumer_tag: &str,
+    mut deliveries: tokio::sync::mpsc::UnboundedReceiver<ConsumerMessage>,
+) {
+    cancel(channel, consumer_tag).await;
+    // After the cancel-ok, nothing more comes: what is buffered is all there is.
+    while let Ok(message) = deliveries.try_recv() {
+        if let Some(deliver) = message.deliver {
+            settle(channel, deliver.delivery_tag(), Verdict::Requeue).await;
         }
     }
 }

@@ -89,6 +89,19 @@ impl TestEnv {
         })
     }
 
+    /// How many consumers `queue` has, on all hosts (0 when it does not exist).
+    pub fn consumers(&self, queue: &str) -> u32 {
+        self.on_channel(|channel| async move {
+            let declared = channel
+                .queue_declare(QueueDeclareArguments::new(queue).passive(true).finish())
+                .await;
+            declared
+                .ok()
+                .flatten()
+                .map_or(0, |(_, _, consumers)| consumers)
+        })
+    }
+
     /// Declares `queue` with `x-max-length`, as another program might: a plain declare of
     /// it (dpsd's) is then refused by RabbitMQ with PRECONDITION_FAILED.
     pub fn declare_capped(&self, queue: &str, max_length: i64) {

@@ -14,6 +14,7 @@ mod executions;
 mod failed;
 mod jobs;
 mod lock;
+mod pauses;
 mod schema;
 mod writer;
 
@@ -217,6 +218,14 @@ impl Store for EmbeddedStore {
         until: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
         aged::claim(self, name, holder, now, until).await
+    }
+
+    async fn set_worker_paused(&self, worker: &str, paused: bool) -> Result<(), StoreError> {
+        pauses::set(self, worker, paused).await
+    }
+
+    async fn paused_workers(&self) -> Result<Vec<String>, StoreError> {
+        pauses::list(self).await
     }
 
     async fn close(&self) {

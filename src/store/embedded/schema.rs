@@ -28,6 +28,7 @@ CREATE INDEX IF NOT EXISTS job_state_by_age ON job_state (updated_at, execution_
 CREATE INDEX IF NOT EXISTS failed_by_execution ON failed_messages (execution_id);
 CREATE INDEX IF NOT EXISTS failed_by_last_failure ON failed_messages (last_failed_at);
 CREATE TABLE IF NOT EXISTS leases (name TEXT PRIMARY KEY, holder TEXT NOT NULL, until TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS worker_pauses (worker TEXT PRIMARY KEY, paused_at TEXT NOT NULL);
 ";
 
 /// Columns added after a table was first shipped, in the order they came: (table, column,

@@ -8,6 +8,7 @@ mod aged;
 mod batch;
 mod failed;
 mod jobs;
+mod pauses;
 
 use std::time::Duration;
 
@@ -38,6 +39,7 @@ pub struct MongoStore {
     failed: Collection<Document>,
     jobs: Collection<Document>,
     leases: Collection<Document>,
+    pauses: Collection<Document>,
     stages: batch::Batcher,
 }
 
@@ -62,6 +64,7 @@ impl MongoStore {
             failed: db.collection("failed_messages"),
             jobs: db.collection("jobs"),
             leases: db.collection("leases"),
+            pauses: db.collection("worker_pauses"),
         };
         store.ensure_indexes().await.map_err(|e| {
             anyhow::anyhow!(
@@ -226,6 +229,14 @@ impl Store for MongoStore {
         until: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
         aged::claim(&self.leases, name, holder, now, until).await
+    }
+
+    async fn set_worker_paused(&self, worker: &str, paused: bool) -> Result<(), StoreError> {
+        pauses::set(&self.pauses, worker, paused).await
+    }
+
+    async fn paused_workers(&self) -> Result<Vec<String>, StoreError> {
+        pauses::list(&self.pauses).await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
