@@ -10,7 +10,8 @@ use common::{wait_for, TestEnv};
 use reqwest::blocking::Client;
 use serde_json::Value;
 
-const SENT: u64 = 40;
+/// Enough work (200 × 500 ms over 10 in flight: 10 s) that the pause lands mid-run.
+const SENT: u64 = 200;
 
 fn post(env: &TestEnv, path: &str) -> (u16, Value) {
     let response = Client::new().post(env.api(path)).send().expect("POST");
@@ -40,7 +41,7 @@ fn a_paused_worker_stops_consuming_everywhere_and_loses_nothing() {
     let queue = env.queue("q");
     env.write_worker(
         "w",
-        &format!("queue: {queue}\njob_state: 1\nprefetch: 5\nreplicas: 2\nservices: [{{builtin: sleep, duration: 300ms}}]\n"),
+        &format!("queue: {queue}\njob_state: 1\nprefetch: 5\nreplicas: 2\nservices: [{{builtin: sleep, duration: 500ms}}]\n"),
     );
     env.start_daemon();
     env.wait_api();
