@@ -446,6 +446,7 @@ fn openapi_document_is_served_and_every_operation_is_routed() {
             "queue" => env.queue("openapi"),
             "id" if path.starts_with("/api/executions") => "no-such-execution".into(),
             "id" => "w1:no-such-message".into(),
+            "worker" => "no-such-worker".into(),
             other => panic!("no plausible value for {{{other}}} in {path}"),
         }
     };

@@ -18,15 +18,8 @@ on_both_backends!(finished_executions_go_and_a_parked_one_stays_until_its_messag
 /// The chain `first → last` and a worker that parks what it gets, with retention in seconds.
 fn chain(env: &TestEnv) -> (String, String) {
     env.write_main("retention:\n  executions: 2s\n  unfinished: 3s\n");
-    let (first, last, broken) = (env.queue("first"), env.queue("last"), env.queue("broken"));
-    env.write_worker(
-        "first",
-        &format!("queue: {first}\nfollow_queue: {last}\njob_state: 1\nservices: [integration_test_service1]\n"),
-    );
-    env.write_worker(
-        "last",
-        &format!("queue: {last}\njob_state: 2\nservices: [integration_test_service2]\n"),
-    );
+    let (first, _) = env.write_two_stage_chain();
+    let broken = env.queue("broken");
     env.write_worker(
         "broken",
         &format!("queue: {broken}\njob_state: 1\nservices: [{{builtin: fail, message: down}}]\n"),
@@ -58,7 +51,7 @@ fn finished_executions_go_and_a_parked_one_stays_until_its_message_goes(env: Tes
         env.execution(&stuck).is_some(),
         "pruned with its message parked"
     );
-    let metrics = scrape(&env);
+    let metrics = env.metrics();
     assert!(
         metrics.contains(r#"dpsd_store_pruned_total{collection="job_state"} 5"#),
         "{metrics}"
@@ -90,12 +83,6 @@ fn finished_executions_go_and_a_parked_one_stays_until_its_message_goes(env: Tes
         "{}",
         env.daemon_log()
     );
-}
-
-fn scrape(env: &TestEnv) -> String {
-    reqwest::blocking::get(env.api("/metrics"))
-        .and_then(|r| r.text())
-        .expect("GET /metrics")
 }
 
 /// `promtool check metrics` reads the exposition on stdin and exits non-zero on any

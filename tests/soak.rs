@@ -32,15 +32,7 @@ fn state_and_memory_level_off_under_a_steady_load() {
     let rate = setting("DPSD_SOAK_RATE", 100);
     let env = TestEnv::embedded("soak");
     env.write_main("retention:\n  executions: 3s\n");
-    let (first, last) = (env.queue("first"), env.queue("last"));
-    env.write_worker(
-        "first",
-        &format!("queue: {first}\nfollow_queue: {last}\njob_state: 1\nservices: [integration_test_service1]\n"),
-    );
-    env.write_worker(
-        "last",
-        &format!("queue: {last}\njob_state: 2\nservices: [integration_test_service2]\n"),
-    );
+    let (first, last) = env.write_two_stage_chain();
     let daemon = env.start_daemon();
     env.wait_api();
     wait_for("both replicas", Duration::from_secs(30), || {
@@ -96,7 +88,7 @@ fn state_and_memory_level_off_under_a_steady_load() {
 }
 
 fn sample(env: &TestEnv, pids: &[u32], started: Instant) -> Sample {
-    let metrics = scrape(env);
+    let metrics = env.metrics();
     let mut values = vec![
         value(&metrics, r#"dpsd_store_documents{collection="job_state"}"#),
         value(&metrics, "dpsd_store_file_bytes"),
@@ -106,12 +98,6 @@ fn sample(env: &TestEnv, pids: &[u32], started: Instant) -> Sample {
         at: started.elapsed().as_secs_f64(),
         values,
     }
-}
-
-fn scrape(env: &TestEnv) -> String {
-    reqwest::blocking::get(env.api("/metrics"))
-        .and_then(|r| r.text())
-        .expect("GET /metrics")
 }
 
 /// The value of the sample named exactly `name` (with its labels), 0 before it appears.
@@ -125,7 +111,7 @@ fn value(metrics: &str, name: &str) -> u64 {
 
 fn processed(env: &TestEnv, worker: &str) -> u64 {
     let name = format!(r#"dpsd_messages_processed_total{{worker="{worker}"}}"#);
-    value(&scrape(env), &name)
+    value(&env.metrics(), &name)
 }
 
 fn rss_kb(pid: u32) -> u64 {

@@ -147,8 +147,8 @@ async fn a_late_record_of_an_earlier_stage_does_not_move_the_state_back(store: &
         .collect();
     assert_eq!(
         stages,
-        [("w2", 1), ("w1", 0)],
-        "the late stage is kept, in the order recorded"
+        [("w1", 0), ("w2", 1)],
+        "the late stage is kept, and read back in the chain's order"
     );
     assert_eq!(
         e.done_by("w1").and_then(|s| s.result.clone()),

@@ -71,7 +71,16 @@ pub struct Execution {
     pub attempts: u32,
     pub error: Option<String>,
     pub updated_at: DateTime<Utc>,
+    /// In the chain's order (by `stages_passed`), the records of one stage in the order they
+    /// were recorded: side by side (SPEC 4.2), the next stage's record can land first.
     pub stages: Vec<Stage>,
+}
+
+/// `stages` as an execution shows them: sorted by how far along the chain each is, stably,
+/// so the attempts of one stage keep their order.
+fn in_chain_order(mut stages: Vec<Stage>) -> Vec<Stage> {
+    stages.sort_by_key(|s| s.stages_passed);
+    stages
 }
 
 impl Execution {

@@ -139,6 +139,28 @@ impl TestEnv {
         );
     }
 
+    /// Writes the two-stage example chain, `first` (state 1) forwarding to `last` (state 2),
+    /// with the example services; returns the two queues.
+    pub fn write_two_stage_chain(&self) -> (String, String) {
+        let (first, last) = (self.queue("first"), self.queue("last"));
+        self.write_worker(
+            "first",
+            &format!("queue: {first}\nfollow_queue: {last}\njob_state: 1\nservices: [integration_test_service1]\n"),
+        );
+        self.write_worker(
+            "last",
+            &format!("queue: {last}\njob_state: 2\nservices: [integration_test_service2]\n"),
+        );
+        (first, last)
+    }
+
+    /// The daemon's `/metrics` text.
+    pub fn metrics(&self) -> String {
+        reqwest::blocking::get(self.api("/metrics"))
+            .and_then(|r| r.text())
+            .expect("GET /metrics")
+    }
+
     /// Waits until the daemon's API answers `/health` (whatever the status).
     pub fn wait_api(&self) {
         let url = self.api("/health");

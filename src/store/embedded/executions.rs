@@ -10,7 +10,7 @@ use chrono::Utc;
 use rusqlite::{params, OptionalExtension, Row};
 
 use super::{parse_ts, ts, EmbeddedStore};
-use crate::store::{Execution, Stage, Status, StoreError, StoredText};
+use crate::store::{in_chain_order, Execution, Stage, Status, StoreError, StoredText};
 
 pub async fn record_stage(
     store: &EmbeddedStore,
@@ -127,7 +127,7 @@ impl RawHead {
             attempts: self.attempts,
             error: self.error,
             updated_at: parse_ts(&self.updated_at)?,
-            stages,
+            stages: in_chain_order(stages),
         })
     }
 }

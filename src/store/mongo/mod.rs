@@ -21,8 +21,8 @@ use mongodb::{Client, Collection, IndexModel};
 use serde_json::Value;
 
 use super::{
-    Aged, Cursor, Execution, FailedPage, JobDefinition, JobRecord, ParkedMessage, RunOutcome,
-    Sizes, Stage, Status, Store, StoreError, StoredText,
+    in_chain_order, Aged, Cursor, Execution, FailedPage, JobDefinition, JobRecord, ParkedMessage,
+    RunOutcome, Sizes, Stage, Status, Store, StoreError, StoredText,
 };
 use crate::config::MongoSettings;
 
@@ -326,7 +326,7 @@ fn execution_from(d: &Document) -> Result<Execution, StoreError> {
         attempts: integer(d, "attempts").unwrap_or(0) as u32,
         error: d.get_str("error").ok().map(str::to_string),
         updated_at: time(d, "updatedAt")?,
-        stages,
+        stages: in_chain_order(stages),
     })
 }
 
