@@ -81,6 +81,24 @@ impl Cancels {
     }
 }
 
+/// When the handler found the execution cancelled: what its `cancelled` stage says.
+#[derive(Debug, Clone, Copy)]
+pub enum Cancelled {
+    Before,
+    Stopped,
+    After,
+}
+
+impl Cancelled {
+    pub fn reason(self) -> &'static str {
+        match self {
+            Cancelled::Before => "cancelled: services not called",
+            Cancelled::Stopped => "cancelled: the running service was stopped",
+            Cancelled::After => "cancelled while the services ran: their outcome was dropped",
+        }
+    }
+}
+
 /// The cancelled executions, loaded before returning (so a replica started after a cancel
 /// never runs it) and kept up to date from the store every [`POLL`] for as long as the
 /// returned handle lives. A store that cannot be read keeps what is known and is read again

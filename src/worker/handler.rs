@@ -11,7 +11,7 @@ use chrono::Utc;
 use serde_json::Value;
 use tracing::{debug, error, info, warn, Instrument};
 
-use super::cancel::Cancels;
+use super::cancel::{Cancelled, Cancels};
 use super::counters::{Counters, Outcome};
 use crate::backoff::Backoff;
 use crate::broker::{self, BrokerError, Publisher};
@@ -138,24 +138,6 @@ impl Unsaved {
             error!("the store refused the {what}, message goes back to the queue: {reason}");
         }
         Verdict::Requeue
-    }
-}
-
-/// When the handler found the execution cancelled: what its `cancelled` stage says.
-#[derive(Debug, Clone, Copy)]
-enum Cancelled {
-    Before,
-    Stopped,
-    After,
-}
-
-impl Cancelled {
-    fn reason(self) -> &'static str {
-        match self {
-            Cancelled::Before => "cancelled: services not called",
-            Cancelled::Stopped => "cancelled: the running service was stopped",
-            Cancelled::After => "cancelled while the services ran: their outcome was dropped",
-        }
     }
 }
 
@@ -1153,6 +1135,51 @@ mod tests {
         let stage = &execution.expect("recorded").stages[0];
         assert_eq!(stage.status, Status::Cancelled);
         assert_eq!(stage.error.as_deref(), Some(Cancelled::Stopped.reason()));
+    }
+
+    /// An HTTP service that never answers: the cancel closes its connection (the server
+    /// reads the end of the stream), the request is not left running.
+    #[tokio::test]
+    async fn a_cancel_aborts_a_running_http_call() {
+        let server = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let url = format!("http://{}/", server.local_addr().expect("addr"));
+        let (closed, closing) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::Read;
+            let (mut connection, _) = server.accept().expect("accept");
+            let mut buf = [0u8; 4096];
+            while connection.read(&mut buf).is_ok_and(|n| n > 0) {}
+            let _ = closed.send(Instant::now());
+        });
+        let mut world = world(Vec::new(), None);
+        world.handler.def.services = vec![NamedService {
+            id: "hangs".into(),
+            def: Arc::new(ServiceDef::Http(crate::config::HttpSpec {
+                url: url.parse().expect("url"),
+                method: reqwest::Method::POST,
+                timeout: Duration::from_secs(60),
+                headers: BTreeMap::new(),
+            })),
+        }];
+        let broker = FakeBroker::default();
+        let handling = world.handle(json!({"executionId": "c4"}), &broker);
+        let cancelling = async {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            cancel(&world, "c4");
+            Instant::now()
+        };
+        let (verdict, cancelled_at) = tokio::join!(handling, cancelling);
+        assert_eq!(verdict, Verdict::Ack);
+        let closed_at = tokio::task::spawn_blocking(move || {
+            closing
+                .recv_timeout(Duration::from_secs(2))
+                .expect("the connection was closed")
+        })
+        .await
+        .expect("joins");
+        assert!(closed_at.duration_since(cancelled_at) < Duration::from_secs(1));
+        assert_eq!(world.stages("c4").await, [(Status::Cancelled, 1)]);
+        assert!(broker.sent().is_empty());
     }
 
     #[tokio::test]
