@@ -1,7 +1,8 @@
 //! Cancelling an execution through the API (SPEC 4.5), with the real binary, two replicas
 //! per worker, on both stores: a running exec service is stopped within a second with its
 //! whole process group and nothing goes on; an executionId cancelled before its message is
-//! sent is acked without its services; a finished execution is 409, a cancel twice 200.
+//! sent is acked without its services; a finished execution is 409, a cancel twice 200;
+//! `dpsd cancel` says the same.
 
 #[macro_use]
 mod common;
@@ -194,7 +195,7 @@ fn an_id_cancelled_before_it_is_sent_is_acked_without_services(env: TestEnv) {
     assert_eq!(env.depth(&queue), 0);
 }
 
-fn a_finished_execution_is_409_and_its_state_kept(env: TestEnv) {
+fn a_finished_execution_is_409_and_exit_1_and_its_state_kept(env: TestEnv) {
     let (first, last) = (env.queue("first"), env.queue("last"));
     env.write_worker(
         "first",
@@ -215,10 +216,35 @@ fn a_finished_execution_is_409_and_its_state_kept(env: TestEnv) {
     assert!(error.contains("finished"), "{body}");
     let execution = env.execution("finished-1").expect("kept");
     assert_eq!((execution.status, execution.state), (Status::Done, Some(2)));
+
+    // The same from the terminal: exit 1 for the finished one, 0 and a line for another.
+    let out = env.run(&["cancel", "finished-1"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("is finished"), "{stderr}");
+    for note in [" (not seen yet", " (it was already)"] {
+        let out = env.run(&["cancel", "cli-1"]);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            stdout.starts_with(&format!("cancelled cli-1{note}")),
+            "{stdout}"
+        );
+    }
+    let (status, body) = cancel(&env, "cli-1");
+    assert_eq!(
+        (status, &body["known"]),
+        (200, &Value::Bool(true)),
+        "{body}"
+    );
 }
 
 on_both_backends!(
     running_exec_service_is_stopped_within_a_second_and_not_forwarded,
     an_id_cancelled_before_it_is_sent_is_acked_without_services,
-    a_finished_execution_is_409_and_its_state_kept,
+    a_finished_execution_is_409_and_exit_1_and_its_state_kept,
 );
