@@ -195,6 +195,69 @@ fn an_id_cancelled_before_it_is_sent_is_acked_without_services(env: TestEnv) {
     assert_eq!(env.depth(&queue), 0);
 }
 
+/// `flaky` (a retry 3 s later) and `once` (no retry) run a service that appends the
+/// executionId to `calls` and fails. Cancelled while its retry waits in the delay queue, and
+/// while its parked copy waits for a replay, an execution is acked cancelled when the retry
+/// and the replay come, without a second call.
+fn a_retry_and_a_replay_of_a_cancelled_execution_call_no_service(env: TestEnv) {
+    let (flaky, once) = (env.queue("flaky"), env.queue("once"));
+    let calls = env.path("calls");
+    let script = format!("echo $DPS_EXECUTION_ID >> {}; exit 3", calls.display());
+    let service = format!("services: [{{exec: [sh, -c, {script:?}]}}]\n");
+    env.write_worker(
+        "flaky",
+        &format!("queue: {flaky}\njob_state: 1\nreplicas: 2\nretry: {{max_attempts: 3, delay: 3s}}\n{service}"),
+    );
+    env.write_worker(
+        "once",
+        &format!("queue: {once}\njob_state: 1\nreplicas: 2\n{service}"),
+    );
+    start(&env, &[&flaky, &once]);
+
+    env.send(&flaky, r#"{"executionId": "retry-1"}"#);
+    env.send(&once, r#"{"executionId": "park-1"}"#);
+    env.wait_status("retry-1", Status::Retrying);
+    let parked = wait_for_some("park-1 parked", Duration::from_secs(20), || {
+        env.parked()
+            .into_iter()
+            .find(|p| p.execution_id.as_deref() == Some("park-1"))
+    });
+    for id in ["retry-1", "park-1"] {
+        let (status, body) = cancel(&env, id);
+        assert_eq!(
+            (status, &body["known"]),
+            (200, &Value::Bool(true)),
+            "{body}"
+        );
+    }
+    wait_for("the retry acked cancelled", Duration::from_secs(20), || {
+        stages_by(&env, "retry-1", "flaky") == [Status::Retrying, Status::Cancelled]
+    });
+    let path = format!("/api/failed/{}/replay", parked.id);
+    let replayed = Client::new().post(env.api(&path)).send().expect("replay");
+    assert_eq!(replayed.status().as_u16(), 200);
+    wait_for(
+        "the replay acked cancelled",
+        Duration::from_secs(20),
+        || stages_by(&env, "park-1", "once") == [Status::Parked, Status::Cancelled],
+    );
+    let called = std::fs::read_to_string(&calls).unwrap_or_default();
+    let mut called: Vec<&str> = called.lines().collect();
+    called.sort_unstable();
+    assert_eq!(
+        called,
+        ["park-1", "retry-1"],
+        "one call each, before the cancel"
+    );
+    assert_eq!(
+        env.parked_count(),
+        0,
+        "the replayed copy is not parked again"
+    );
+    let retried = env.execution("retry-1").expect("recorded");
+    assert_eq!(retried.stages[1].attempts, 2, "the retry's attempt, acked");
+}
+
 fn a_finished_execution_is_409_and_exit_1_and_its_state_kept(env: TestEnv) {
     let (first, last) = (env.queue("first"), env.queue("last"));
     env.write_worker(
@@ -244,6 +307,7 @@ fn a_finished_execution_is_409_and_exit_1_and_its_state_kept(env: TestEnv) {
 }
 
 on_both_backends!(
+    a_retry_and_a_replay_of_a_cancelled_execution_call_no_service,
     running_exec_service_is_stopped_within_a_second_and_not_forwarded,
     an_id_cancelled_before_it_is_sent_is_acked_without_services,
     a_finished_execution_is_409_and_exit_1_and_its_state_kept,
