@@ -507,7 +507,7 @@ impl Handler {
     /// unavailable store (it is how the operator sees the cancel reached this worker), not a
     /// requeue when the store refuses it.
     async fn cancelled(&self, message: &Message, attempt: &Attempt, when: Cancelled) -> Verdict {
-        info!("cancelled: {}", when.reason());
+        info!("{}", when.reason());
         let error = Some(when.reason().to_string());
         let stage = attempt.stage(&self.def, Status::Cancelled, error, None);
         match self
