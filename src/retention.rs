@@ -7,7 +7,7 @@
 //! With several hosts on one store a lease makes one of them the pruner; the others only
 //! report sizes.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,7 +16,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::config::{RetentionSettings, Snapshot};
+use crate::config::{RetentionSettings, Snapshot, WorkerDef};
 use crate::store::{Aged, Cursor, Sizes, Status, Store, StoreError};
 
 /// Executions read, and at most deleted, per batch.
@@ -80,7 +80,12 @@ impl Rules {
     }
 
     pub fn fate(&self, aged: &Aged) -> Fate {
-        let finished = aged.status == Status::Done && self.last_stages.contains(&aged.worker);
+        // Cancelled is finished too (SPEC 3.2), at whichever stage it was stopped.
+        let finished = match aged.status {
+            Status::Done => self.last_stages.contains(&aged.worker),
+            Status::Cancelled => true,
+            Status::Retrying | Status::Parked => false,
+        };
         if finished && aged.updated_at < self.finished_before {
             Fate::Delete
         } else if !finished && aged.updated_at < self.unfinished_before {
@@ -91,11 +96,15 @@ impl Rules {
     }
 }
 
-/// The workers whose `done` ends a chain, in the newest configuration.
-fn last_stages(snapshot: &Snapshot) -> BTreeSet<String> {
-    snapshot
-        .workers
-        .valid
+/// The workers whose `done` ends a chain, in the newest configuration (what retention and
+/// a cancel call finished).
+pub fn last_stages(snapshot: &Snapshot) -> BTreeSet<String> {
+    last_stages_of(&snapshot.workers.valid)
+}
+
+/// The same of a set of worker definitions (what `dpsd cancel` loads itself).
+pub fn last_stages_of(workers: &BTreeMap<String, WorkerDef>) -> BTreeSet<String> {
+    workers
         .iter()
         .filter(|(_, def)| def.follow_queue.is_none())
         .map(|(name, _)| name.clone())
@@ -250,6 +259,16 @@ mod tests {
         );
         assert_eq!(rules.fate(&aged("last", Status::Done, 59, now)), Fate::Keep);
         assert_eq!(rules.scan_before(), now - chrono::Duration::seconds(60));
+    }
+
+    #[test]
+    fn cancelled_anywhere_in_the_chain_goes_after_the_short_retention() {
+        let now = Utc::now();
+        let rules = rules(now);
+        for worker in ["first", "last", ""] {
+            let cancelled = |ago| rules.fate(&aged(worker, Status::Cancelled, ago, now));
+            assert_eq!((cancelled(61), cancelled(59)), (Fate::Delete, Fate::Keep));
+        }
     }
 
     #[test]
