@@ -14,7 +14,8 @@ all in one run on the local RabbitMQ, and the figures written to docs/BENCHMARKS
      holding PREFILL executions, each beside a plain run;
   6. paced: RATE msg/s for SECONDS on the embedded store: end-to-end latency from publish
      to the final state written (p50, p99, max), for the baseline too with --compare;
-  7. celery: the same chain as two Celery 5.7 tasks (tools/celery_chain.py, the setting the
+  7. overlap: the record and the forward side by side, from the `done` log lines, per store;
+  8. celery: the same chain as two Celery 5.7 tasks (tools/celery_chain.py, the setting the
      issue names), Celery installed by scripts/celery-venv.sh, on the same broker.
 For each dpsd run: messages/s, the fraction of the relay, CPU seconds of dpsd and of the
 broker per 10,000 messages, and the peak resident memory of a replica.
@@ -97,7 +98,7 @@ def broker_pids():
 class Chain:
     """A scratch configuration with the example chain, run by `dpsd run`."""
 
-    def __init__(self, store, replicas, prefetch, dpsd=DPSD, queue_type="classic", retention=None, prefill=0):
+    def __init__(self, store, replicas, prefetch, dpsd=DPSD, queue_type="classic", retention=None, prefill=0, log="{level: warn}"):
         self.dpsd, self.queue_type, self.retention, self.prefill = dpsd, queue_type, retention, prefill
         self.id = uuid.uuid4().hex[:8]
         self.dir = tempfile.mkdtemp(prefix="dpsd-bench-")
@@ -113,7 +114,7 @@ class Chain:
             f.write(f"""amqp: {{url: "{AMQP}", prefetch: {prefetch}{queues}}}
 {store_yaml}
 api: {{listen: "127.0.0.1:{self.port}"}}
-log: {{level: warn}}
+log: {log}
 workers_dir: workers.d
 {f"retention: {{executions: {retention}}}" if retention else ""}
 services:
@@ -226,6 +227,37 @@ def measure(chain, n, relay_rate):
     }
 
 
+def overlap(store, n, prefetch):
+    """Issue 16: the record and the forward side by side, seen in the first stage's `done` log
+    lines (store_ms, confirm_ms, and the elapsed time after the services): medians over n
+    messages through the chain, logged at info in JSON (slower than a bench run: for the
+    shape only)."""
+    chain = Chain(store, 1, prefetch, log="{level: info, format: json}")
+    try:
+        chain.start()
+        subprocess.run([DPSD, "--config", f"{chain.dir}/dpsd.yaml", "send", chain.q1, '{"mydata": {}}', "--count", str(n)],
+                       stdout=subprocess.DEVNULL, check=True)
+        deadline = time.time() + 300
+        while chain.processed() < n:
+            assert time.time() < deadline, "the overlap run did not finish"
+            time.sleep(0.2)
+        done = []
+        with open(f"{chain.dir}/log") as f:
+            for line in f:
+                # the first worker's lines: it both records and forwards (the last only records)
+                if '"done"' in line and '"w1"' in line:
+                    event = json.loads(line)
+                    fields = event.get("fields", event)
+                    done.append(fields)
+    finally:
+        chain.stop()
+    med = lambda key: statistics.median(d[key] for d in done)
+    after = statistics.median(d["elapsed_ms"] - d["services_ms"] for d in done)
+    both = statistics.median(d["store_ms"] + d["confirm_ms"] for d in done)
+    return {"store": store, "stages": len(done), "store_ms": med("store_ms"), "confirm_ms": med("confirm_ms"),
+            "in_series_ms": both, "after_services_ms": after}
+
+
 def paced(rate, seconds, prefetch, dpsd=DPSD):
     chain = Chain("embedded", 1, prefetch, dpsd)
     try:
@@ -312,7 +344,7 @@ def store_figures(s):
     return f"{who} {s['per_second']:,.0f} writes/s, each write waiting {s['wait_ms']:.1f} ms"
 
 
-def write(args, rows, store, latencies):
+def write(args, rows, store, latencies, overlaps):
     table = ["| run | messages | msg/s | of relay | CPU s / 10k msg (dpsd, or the Celery worker) | broker CPU s / 10k msg | replica peak RSS |",
              "|---|---|---|---|---|---|---|"]
     for r in rows:
@@ -335,6 +367,12 @@ def write(args, rows, store, latencies):
         + "; ".join(f"{l['build']} at {l['rate']} msg/s ({l['messages']} messages) p50 {l['p50']:.0f} ms, p99 {l['p99']:.0f} ms, "
                     f"max {l['max']:.0f} ms" for l in latencies) + ".",
         "",
+        "Record and forward side by side, from each stage's `done` line (medians, one replica, logged at "
+        "info): " + "; ".join(f"{o['store']} ({o['stages']} stages) store {o['store_ms']:.0f} ms, confirm "
+                              f"{o['confirm_ms']:.0f} ms (in series {o['in_series_ms']:.0f} ms), both done "
+                              f"{o['after_services_ms']:.0f} ms after the services"
+                              for o in overlaps) + ".",
+        "",
         f"The embedded store alone (examples/store_bench.rs), {args.prefetch} stage writes in flight per "
         "process as a replica has: " + "; ".join(map(store_figures, store)) + ".",
         "",
@@ -353,7 +391,7 @@ def write(args, rows, store, latencies):
     print(section)
 
 
-GROUPS = ("chain", "quorum", "retention", "store", "paced", "celery")
+GROUPS = ("chain", "quorum", "retention", "store", "paced", "celery", "overlap")
 
 
 def main():
@@ -396,6 +434,9 @@ def main():
         # Celery on the same chain and broker (issue 16: dpsd at least 15 times its throughput).
         rows.append(celery(min(args.n, 5000), limit))
         print(rows[-1], flush=True)
+    overlaps = [overlap(store, 200 if store == "mongodb" else 2000, args.prefetch)
+                for store in ["embedded"] + (["mongodb"] if MONGO else [])] if "overlap" in only else []
+    print(overlaps, flush=True)
     store = [store_alone(args.n, args.prefetch, processes) for processes in (1, 2)] if "store" in only else []
     print(store, flush=True)
     builds = [DPSD] + ([args.compare] if args.compare else [])
@@ -407,7 +448,7 @@ def main():
         latencies.append(paced(int(top / 2), args.seconds, args.prefetch))
     print(latencies, flush=True)
     if only == set(GROUPS):
-        write(args, rows, store, latencies)
+        write(args, rows, store, latencies, overlaps)
 
 
 if __name__ == "__main__":
