@@ -80,7 +80,12 @@ impl Rules {
     }
 
     pub fn fate(&self, aged: &Aged) -> Fate {
-        let finished = aged.status == Status::Done && self.last_stages.contains(&aged.worker);
+        // Cancelled is finished too (SPEC 3.2), at whichever stage it was stopped.
+        let finished = match aged.status {
+            Status::Done => self.last_stages.contains(&aged.worker),
+            Status::Cancelled => true,
+            Status::Retrying | Status::Parked => false,
+        };
         if finished && aged.updated_at < self.finished_before {
             Fate::Delete
         } else if !finished && aged.updated_at < self.unfinished_before {
@@ -91,8 +96,9 @@ impl Rules {
     }
 }
 
-/// The workers whose `done` ends a chain, in the newest configuration.
-fn last_stages(snapshot: &Snapshot) -> BTreeSet<String> {
+/// The workers whose `done` ends a chain, in the newest configuration (what retention and
+/// a cancel call finished).
+pub fn last_stages(snapshot: &Snapshot) -> BTreeSet<String> {
     snapshot
         .workers
         .valid
@@ -250,6 +256,16 @@ mod tests {
         );
         assert_eq!(rules.fate(&aged("last", Status::Done, 59, now)), Fate::Keep);
         assert_eq!(rules.scan_before(), now - chrono::Duration::seconds(60));
+    }
+
+    #[test]
+    fn cancelled_anywhere_in_the_chain_goes_after_the_short_retention() {
+        let now = Utc::now();
+        let rules = rules(now);
+        for worker in ["first", "last", ""] {
+            let cancelled = |ago| rules.fate(&aged(worker, Status::Cancelled, ago, now));
+            assert_eq!((cancelled(61), cancelled(59)), (Fate::Delete, Fate::Keep));
+        }
     }
 
     #[test]

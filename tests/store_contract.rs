@@ -6,8 +6,8 @@ use std::sync::Arc;
 use chrono::{Duration, DurationRound, Utc};
 use dpsd::config::{CatchUp, JobKind, MongoSettings};
 use dpsd::store::{
-    EmbeddedStore, JobDefinition, MongoStore, ParkedBody, ParkedMessage, RunOutcome, RunStatus,
-    Stage, Status, Store,
+    Cancel, EmbeddedStore, JobDefinition, MongoStore, ParkedBody, ParkedMessage, RunOutcome,
+    RunStatus, Stage, Status, Store,
 };
 
 /// A pause that moves the stores' millisecond clocks on.
@@ -741,6 +741,105 @@ async fn a_worker_pause_is_kept_idempotent_and_resumed(store: &dyn Store) {
     assert_eq!(paused().await, ["b"]);
 }
 
+fn last_stages() -> std::collections::BTreeSet<String> {
+    ["w2".to_string()].into()
+}
+
+async fn a_cancel_marks_known_and_unknown_executions_once(store: &dyn Store) {
+    let started = now();
+    store
+        .record_stage("running", &stage("w1", 1, Status::Retrying, 1, None))
+        .await
+        .expect("record");
+    let cancel = |id: &'static str| async move { store.cancel(id, &last_stages()).await };
+    assert_eq!(
+        cancel("running").await.expect("cancel"),
+        Cancel::Cancelled { known: true }
+    );
+    tick().await;
+    assert_eq!(
+        cancel("queued").await.expect("cancel"),
+        Cancel::Cancelled { known: false }
+    );
+    assert_eq!(
+        cancel("queued").await.expect("twice"),
+        Cancel::AlreadyCancelled
+    );
+    let queued = store
+        .execution("queued")
+        .await
+        .expect("read")
+        .expect("made");
+    assert_eq!(
+        (queued.status, queued.state, queued.stages.len()),
+        (Status::Cancelled, None, 0)
+    );
+    assert_eq!(summary(store, "running").await.1, Status::Cancelled);
+    let all = store.cancelled_since(None).await.expect("poll");
+    let ids: Vec<&str> = all.iter().map(|c| c.execution_id.as_str()).collect();
+    assert_eq!(ids, ["running", "queued"]);
+    assert!(all.iter().all(|c| c.cancelled_at >= started));
+    let later = store
+        .cancelled_since(Some(now() + Duration::seconds(1)))
+        .await
+        .expect("poll");
+    assert!(later.is_empty(), "{later:?}");
+}
+
+async fn a_finished_execution_is_not_cancelled_and_a_middle_one_is(store: &dyn Store) {
+    let last = passed(1, stage("w2", 2, Status::Done, 1, None));
+    store.record_stage("end", &last).await.expect("record");
+    let middle = stage("w1", 1, Status::Done, 1, None);
+    store.record_stage("middle", &middle).await.expect("record");
+    let cancel = |id: &'static str| async move { store.cancel(id, &last_stages()).await };
+    assert_eq!(cancel("end").await.expect("cancel"), Cancel::Finished);
+    assert_eq!(
+        summary(store, "end").await,
+        (Some(2), Status::Done, "w2".into(), 1)
+    );
+    assert_eq!(
+        cancel("middle").await.expect("cancel"),
+        Cancel::Cancelled { known: true }
+    );
+    let ids: Vec<String> = store
+        .cancelled_since(None)
+        .await
+        .expect("poll")
+        .into_iter()
+        .map(|c| c.execution_id)
+        .collect();
+    assert_eq!(ids, ["middle"]);
+}
+
+async fn cancelled_is_final_whatever_is_recorded_after(store: &dyn Store) {
+    store
+        .record_stage("c", &stage("w1", 1, Status::Retrying, 1, None))
+        .await
+        .expect("record");
+    store.cancel("c", &last_stages()).await.expect("cancel");
+    tick().await;
+    // A later attempt, the next stage done, then the replica's own cancelled stage.
+    for late in [
+        stage("w1", 1, Status::Done, 2, None),
+        passed(1, stage("w2", 2, Status::Done, 1, None)),
+        passed(1, stage("w2", 2, Status::Cancelled, 1, None)),
+    ] {
+        store.record_stage("c", &late).await.expect("record");
+    }
+    let e = store.execution("c").await.expect("read").expect("kept");
+    assert_eq!(
+        (e.state, e.status, e.worker.as_str(), e.attempts),
+        (None, Status::Cancelled, "w1", 1)
+    );
+    assert_eq!(e.error.as_deref(), Some(dpsd::store::CANCELLED_ERROR));
+    assert_eq!(e.stages.len(), 4, "stages are still kept");
+    assert_eq!(
+        store.cancel("c", &last_stages()).await.expect("again"),
+        Cancel::AlreadyCancelled,
+        "a done last stage recorded after the cancel does not make it finished"
+    );
+}
+
 macro_rules! contract {
     ($($case:ident),* $(,)?) => {
         mod on_mongodb {
@@ -771,4 +870,7 @@ contract!(
     old_parked_messages_are_pruned_and_found_by_execution,
     a_lease_is_held_by_one_holder_until_it_expires,
     a_worker_pause_is_kept_idempotent_and_resumed,
+    a_cancel_marks_known_and_unknown_executions_once,
+    a_finished_execution_is_not_cancelled_and_a_middle_one_is,
+    cancelled_is_final_whatever_is_recorded_after,
 );

@@ -2,6 +2,7 @@
 //! `{"error": ...}`, Basic auth on everything but the probes (`/health`, `/livez`, `/readyz`).
 
 mod auth;
+mod cancel;
 mod dashboard;
 mod error;
 mod failed;
@@ -47,6 +48,8 @@ pub struct State {
     pub queues: watch::Receiver<BTreeMap<String, QueueStats>>,
     /// What retention pruned and what the store holds, refreshed every pass.
     pub retention: watch::Receiver<crate::retention::Report>,
+    /// The newest configuration: which workers end a chain (a cancel's "finished").
+    pub snapshots: watch::Receiver<Arc<crate::config::Snapshot>>,
 }
 
 /// Binds `api.listen` and starts serving in the background; the handle stops it.
@@ -76,6 +79,7 @@ pub fn serve(settings: &ApiSettings, state: State) -> anyhow::Result<ServerHandl
             .configure(dashboard::routes)
             .configure(openapi::routes)
             .configure(system::routes)
+            .configure(cancel::routes)
             .configure(probes::routes)
             .default_service(web::to(not_found))
     })

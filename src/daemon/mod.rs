@@ -62,6 +62,7 @@ pub async fn run(
         workers,
         queues,
         retention,
+        snapshots: snapshots.clone(),
     };
     let api = api::serve(&settings.api, state)?;
     let kept = jobs::keep(scheduler, snapshots.clone(), jobs_applied, stop.clone());

@@ -3,9 +3,11 @@
 //! interchangeable and held to the same contract.
 
 mod aged;
+mod cancel;
 mod embedded;
 mod mongo;
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -14,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 pub use aged::{Aged, Cursor, Sizes};
+pub use cancel::{Cancel, Cancellation, CANCELLED_ERROR};
 pub use embedded::{EmbeddedStore, FILE as EMBEDDED_FILE};
 pub use mongo::MongoStore;
 
@@ -26,6 +29,8 @@ pub enum Status {
     Done,
     Retrying,
     Parked,
+    /// Cancelled through the API (SPEC 4.5): final, no later record changes the summary.
+    Cancelled,
 }
 
 impl Status {
@@ -34,6 +39,7 @@ impl Status {
             Status::Done => "done",
             Status::Retrying => "retrying",
             Status::Parked => "parked",
+            Status::Cancelled => "cancelled",
         }
     }
 }
@@ -284,7 +290,12 @@ trait StoredText: Copy + 'static {
 
 impl StoredText for Status {
     const WHAT: &'static str = "status";
-    const ALL: &'static [Status] = &[Status::Done, Status::Retrying, Status::Parked];
+    const ALL: &'static [Status] = &[
+        Status::Done,
+        Status::Retrying,
+        Status::Parked,
+        Status::Cancelled,
+    ];
 
     fn text(self) -> &'static str {
         self.as_str()
@@ -466,6 +477,23 @@ pub trait Store: Send + Sync {
     /// The names of the paused workers, sorted: what every replica polls to obey a pause.
     async fn paused_workers(&self) -> Result<Vec<String>, StoreError>;
 
+    /// Marks the execution `cancelled` (SPEC 4.5), creating it when the store has not seen
+    /// it yet, unless it is finished: `done` at a worker of `last_stages` (those without a
+    /// follow queue). One atomic step, so a cancel and the last stage's record racing end in
+    /// one of the two, never a cancelled execution that is also finished.
+    async fn cancel(
+        &self,
+        execution_id: &str,
+        last_stages: &BTreeSet<String>,
+    ) -> Result<Cancel, StoreError>;
+
+    /// The executions cancelled at or after `since` (all with None), by index, oldest first:
+    /// what every replica polls to stop and skip them.
+    async fn cancelled_since(
+        &self,
+        since: Option<DateTime<Utc>>,
+    ) -> Result<Vec<Cancellation>, StoreError>;
+
     /// Whether the store answers now (for `/health`).
     async fn ping(&self) -> Result<(), StoreError>;
 
@@ -537,7 +565,7 @@ mod tests {
 
     #[test]
     fn stored_texts_are_those_of_the_spec_and_read_back() {
-        round_trips::<Status>(&["done", "retrying", "parked"]);
+        round_trips::<Status>(&["done", "retrying", "parked", "cancelled"]);
         round_trips::<JobKind>(&["interval", "cron", "manual"]);
         round_trips::<RunStatus>(&["ok", "failed"]);
     }

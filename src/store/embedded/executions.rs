@@ -33,17 +33,18 @@ pub async fn record_stage(
         let now = ts(Utc::now());
         // ?9 is how far along this record is; the summary takes it only when no record
         // further along is in (ties: this newer one wins), the state only from a done one.
+        // A cancelled execution's summary is final (SPEC 4.2): only its stages grow.
         c.prepare_cached(
             "INSERT INTO job_state (execution_id, state, status, worker, attempts, error, created_at, updated_at, stages_passed, state_stages_passed, stages_log)
              VALUES (?1, CASE WHEN ?2 THEN ?3 END, ?4, ?5, ?6, ?7, ?8, ?8, ?9, CASE WHEN ?2 THEN ?9 END, ?10)
              ON CONFLICT (execution_id) DO UPDATE SET
-               state = CASE WHEN ?2 AND ?9 >= COALESCE(state_stages_passed, -1) THEN ?3 ELSE state END,
-               state_stages_passed = CASE WHEN ?2 AND ?9 >= COALESCE(state_stages_passed, -1) THEN ?9 ELSE state_stages_passed END,
-               status = CASE WHEN ?9 >= COALESCE(stages_passed, -1) THEN ?4 ELSE status END,
-               worker = CASE WHEN ?9 >= COALESCE(stages_passed, -1) THEN ?5 ELSE worker END,
-               attempts = CASE WHEN ?9 >= COALESCE(stages_passed, -1) THEN ?6 ELSE attempts END,
-               error = CASE WHEN ?9 >= COALESCE(stages_passed, -1) THEN ?7 ELSE error END,
-               stages_passed = MAX(COALESCE(stages_passed, -1), ?9),
+               state = CASE WHEN ?2 AND status <> 'cancelled' AND ?9 >= COALESCE(state_stages_passed, -1) THEN ?3 ELSE state END,
+               state_stages_passed = CASE WHEN ?2 AND status <> 'cancelled' AND ?9 >= COALESCE(state_stages_passed, -1) THEN ?9 ELSE state_stages_passed END,
+               status = CASE WHEN status <> 'cancelled' AND ?9 >= COALESCE(stages_passed, -1) THEN ?4 ELSE status END,
+               worker = CASE WHEN status <> 'cancelled' AND ?9 >= COALESCE(stages_passed, -1) THEN ?5 ELSE worker END,
+               attempts = CASE WHEN status <> 'cancelled' AND ?9 >= COALESCE(stages_passed, -1) THEN ?6 ELSE attempts END,
+               error = CASE WHEN status <> 'cancelled' AND ?9 >= COALESCE(stages_passed, -1) THEN ?7 ELSE error END,
+               stages_passed = CASE WHEN status = 'cancelled' THEN stages_passed ELSE MAX(COALESCE(stages_passed, -1), ?9) END,
                stages_log = COALESCE(stages_log, '') || ?10,
                updated_at = ?8",
         )?

@@ -10,6 +10,7 @@
 //! `read` (the one reading connection, off the async threads).
 
 mod aged;
+mod cancel;
 mod executions;
 mod failed;
 mod jobs;
@@ -18,6 +19,7 @@ mod pauses;
 mod schema;
 mod writer;
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -26,8 +28,8 @@ use chrono::{DateTime, Utc};
 use rusqlite::Connection;
 
 use super::{
-    Aged, Cursor, Execution, FailedPage, JobDefinition, JobRecord, ParkedMessage, RunOutcome,
-    Sizes, Stage, Store, StoreError,
+    Aged, Cancel, Cancellation, Cursor, Execution, FailedPage, JobDefinition, JobRecord,
+    ParkedMessage, RunOutcome, Sizes, Stage, Store, StoreError,
 };
 use crate::config::StateSync;
 use writer::Writer;
@@ -226,6 +228,21 @@ impl Store for EmbeddedStore {
 
     async fn paused_workers(&self) -> Result<Vec<String>, StoreError> {
         pauses::list(self).await
+    }
+
+    async fn cancel(
+        &self,
+        execution_id: &str,
+        last_stages: &BTreeSet<String>,
+    ) -> Result<Cancel, StoreError> {
+        cancel::cancel(self, execution_id, last_stages).await
+    }
+
+    async fn cancelled_since(
+        &self,
+        since: Option<DateTime<Utc>>,
+    ) -> Result<Vec<Cancellation>, StoreError> {
+        cancel::since(self, since).await
     }
 
     async fn close(&self) {

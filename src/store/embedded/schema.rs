@@ -58,14 +58,24 @@ const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
     // then one row, not a row in `stages` and its index entry besides); `stages` is still
     // read for the stages recorded before.
     ("job_state", "stages_log", "TEXT"),
+    // Issue 20: when the execution was cancelled (SPEC 4.5); NULL for one that was not.
+    ("job_state", "cancelled_at", "TEXT"),
 ];
+
+/// Indexes on added columns: made after the columns exist, so an old file gets them too.
+/// The partial index holds the cancelled executions only, so the replicas' poll of it reads
+/// a handful of entries whatever the table's size.
+const ADDED_INDEXES: &str = "
+CREATE INDEX IF NOT EXISTS job_state_by_cancel ON job_state (cancelled_at)
+    WHERE cancelled_at IS NOT NULL;
+";
 
 /// Creates what is missing in one write transaction: processes opening a fresh file at once
 /// take turns (the busy handler waits) instead of racing to create the same tables or add
 /// the same columns.
 pub fn create(connection: &Connection) -> rusqlite::Result<()> {
     connection.execute_batch(&format!("BEGIN IMMEDIATE; {SCHEMA}"))?;
-    match add_columns(connection) {
+    match add_columns(connection).and_then(|()| connection.execute_batch(ADDED_INDEXES)) {
         Ok(()) => connection.execute_batch("COMMIT;"),
         Err(e) => {
             let _ = connection.execute_batch("ROLLBACK;");

@@ -6,10 +6,12 @@
 
 mod aged;
 mod batch;
+mod cancel;
 mod failed;
 mod jobs;
 mod pauses;
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -21,8 +23,8 @@ use mongodb::{Client, Collection, IndexModel};
 use serde_json::Value;
 
 use super::{
-    in_chain_order, Aged, Cursor, Execution, FailedPage, JobDefinition, JobRecord, ParkedMessage,
-    RunOutcome, Sizes, Stage, Status, Store, StoreError, StoredText,
+    in_chain_order, Aged, Cancel, Cancellation, Cursor, Execution, FailedPage, JobDefinition,
+    JobRecord, ParkedMessage, RunOutcome, Sizes, Stage, Status, Store, StoreError, StoredText,
 };
 use crate::config::MongoSettings;
 
@@ -93,6 +95,7 @@ impl MongoStore {
             .await
             .map_err(classify)?;
         aged::ensure_indexes(&self.job_state, &self.failed).await?;
+        cancel::ensure_index(&self.job_state).await?;
         jobs::ensure_indexes(&self.jobs).await
     }
 }
@@ -239,6 +242,21 @@ impl Store for MongoStore {
         pauses::list(&self.pauses).await
     }
 
+    async fn cancel(
+        &self,
+        execution_id: &str,
+        last_stages: &BTreeSet<String>,
+    ) -> Result<Cancel, StoreError> {
+        cancel::cancel(&self.job_state, execution_id, last_stages).await
+    }
+
+    async fn cancelled_since(
+        &self,
+        since: Option<DateTime<Utc>>,
+    ) -> Result<Vec<Cancellation>, StoreError> {
+        cancel::since(&self.job_state, since).await
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         self.db
             .run_command(doc! {"ping": 1})
@@ -258,10 +276,14 @@ impl Store for MongoStore {
 /// `stagesPassed` this newer record wins); `state` likewise from the furthest done stage.
 /// Documents written before `stagesPassed` existed count as -1: any new record goes first.
 /// Every value is a `$literal`, so text of a user's result is never read as an expression.
+/// A cancelled execution's summary is final (SPEC 4.2): only its stages grow.
 fn stage_update(stage: &Stage) -> Result<Vec<Document>, StoreError> {
     let now = bson::DateTime::now();
     let passed = i64::from(stage.stages_passed);
-    let not_behind = |field: &str| doc! {"$gte": [passed, {"$ifNull": [field, -1]}]};
+    let open = doc! {"$ne": ["$status", Status::Cancelled.as_str()]};
+    let not_behind = |field: &str| {
+        doc! {"$and": [open.clone(), {"$gte": [passed, {"$ifNull": [field, -1]}]}]}
+    };
     let ahead = not_behind("$stagesPassed");
     let pick = |condition: &Document, value: Bson, field: &str| {
         doc! {"$cond": [condition.clone(), {"$literal": value}, field]}
@@ -273,7 +295,11 @@ fn stage_update(stage: &Stage) -> Result<Vec<Document>, StoreError> {
         "worker": pick(&ahead, stage.worker.as_str().into(), "$worker"),
         "attempts": pick(&ahead, Bson::Int64(i64::from(stage.attempts)), "$attempts"),
         "error": pick(&ahead, stage.error.as_deref().map_or(Bson::Null, Bson::from), "$error"),
-        "stagesPassed": {"$max": [passed, {"$ifNull": ["$stagesPassed", -1]}]},
+        "stagesPassed": {"$cond": [
+            open.clone(),
+            {"$max": [passed, {"$ifNull": ["$stagesPassed", -1]}]},
+            "$stagesPassed",
+        ]},
         "stages": {"$concatArrays": [
             {"$ifNull": ["$stages", []]},
             [{"$literal": stage_document(stage)?}],
