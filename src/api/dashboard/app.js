@@ -244,8 +244,9 @@ async function showOverview() {
   });
   const recent = [parkedRecent, retrying];
   rebuild($("attention-failures"), JSON.stringify(recent), (list) => {
+    const error = recent.find((page) => page.error);
+    if (error) list.append(el("li", { textContent: "executions unavailable: " + error.error }));
     for (const page of recent) {
-      if (page.error) list.append(el("li", { textContent: "executions unavailable: " + page.error }));
       for (const e of page.items || []) item(list, "#execution/" + enc(e.executionId), e.executionId, e.status + " at " + text(e.worker) + ": " + text(e.error), "e:" + e.executionId);
     }
     if (!list.children.length) list.append(el("li", { textContent: "no execution parked or retrying in the last hour" }));
