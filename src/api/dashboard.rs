@@ -14,6 +14,17 @@ const TEXT: &str = "text/plain; charset=utf-8";
 /// Every file of the dashboard: its path, content type and content.
 const FILES: &[(&str, &str, &str)] = &[
     ("/dashboard/", HTML, include_str!("dashboard/index.html")),
+    ("/dashboard/lib.js", JS, include_str!("dashboard/lib.js")),
+    (
+        "/dashboard/activity.js",
+        JS,
+        include_str!("dashboard/activity.js"),
+    ),
+    (
+        "/dashboard/operate.js",
+        JS,
+        include_str!("dashboard/operate.js"),
+    ),
     ("/dashboard/app.js", JS, include_str!("dashboard/app.js")),
     (
         "/dashboard/style.css",
