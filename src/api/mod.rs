@@ -4,6 +4,7 @@
 mod auth;
 mod dashboard;
 mod error;
+mod executions;
 mod failed;
 mod jobs;
 mod metrics;
@@ -70,6 +71,7 @@ pub fn serve(settings: &ApiSettings, state: State) -> anyhow::Result<ServerHandl
             .app_data(web::QueryConfig::default().error_handler(query_error))
             .wrap(middleware::from_fn(auth::require_user))
             .configure(jobs::routes)
+            .configure(executions::routes)
             .configure(failed::routes)
             .configure(workers::routes)
             .configure(metrics::routes)

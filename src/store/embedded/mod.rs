@@ -13,6 +13,7 @@ mod aged;
 mod executions;
 mod failed;
 mod jobs;
+mod list;
 mod lock;
 mod pauses;
 mod schema;
@@ -26,8 +27,8 @@ use chrono::{DateTime, Utc};
 use rusqlite::Connection;
 
 use super::{
-    Aged, Cursor, Execution, FailedPage, JobDefinition, JobRecord, ParkedMessage, RunOutcome,
-    Sizes, Stage, Store, StoreError,
+    Aged, Cursor, Execution, ExecutionPage, ExecutionQuery, FailedPage, JobDefinition, JobRecord,
+    ParkedMessage, RunOutcome, Sizes, Stage, Store, StoreError,
 };
 use crate::config::StateSync;
 use writer::Writer;
@@ -95,6 +96,10 @@ impl Store for EmbeddedStore {
         executions::get(self, execution_id).await
     }
 
+    async fn list_executions(&self, query: &ExecutionQuery) -> Result<ExecutionPage, StoreError> {
+        list::list(self, query).await
+    }
+
     async fn park(&self, message: &ParkedMessage) -> Result<(), StoreError> {
         failed::park(self, message).await
     }
@@ -118,6 +123,10 @@ impl Store for EmbeddedStore {
         if_failed_at: Option<DateTime<Utc>>,
     ) -> Result<bool, StoreError> {
         failed::delete(self, id, if_failed_at).await
+    }
+
+    async fn delete_failed_of(&self, worker: &str) -> Result<u64, StoreError> {
+        failed::delete_of(self, worker).await
     }
 
     async fn job(&self, name: &str) -> Result<Option<JobRecord>, StoreError> {

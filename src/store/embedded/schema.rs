@@ -65,7 +65,7 @@ const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
 /// the same columns.
 pub fn create(connection: &Connection) -> rusqlite::Result<()> {
     connection.execute_batch(&format!("BEGIN IMMEDIATE; {SCHEMA}"))?;
-    match add_columns(connection) {
+    match add_columns(connection).and_then(|()| super::list::create(connection)) {
         Ok(()) => connection.execute_batch("COMMIT;"),
         Err(e) => {
             let _ = connection.execute_batch("ROLLBACK;");

@@ -8,6 +8,7 @@ mod aged;
 mod batch;
 mod failed;
 mod jobs;
+mod list;
 mod pauses;
 
 use std::time::Duration;
@@ -21,8 +22,9 @@ use mongodb::{Client, Collection, IndexModel};
 use serde_json::Value;
 
 use super::{
-    in_chain_order, Aged, Cursor, Execution, FailedPage, JobDefinition, JobRecord, ParkedMessage,
-    RunOutcome, Sizes, Stage, Status, Store, StoreError, StoredText,
+    in_chain_order, Aged, Cursor, Execution, ExecutionPage, ExecutionQuery, FailedPage,
+    JobDefinition, JobRecord, ParkedMessage, RunOutcome, Sizes, Stage, Status, Store, StoreError,
+    StoredText,
 };
 use crate::config::MongoSettings;
 
@@ -93,6 +95,7 @@ impl MongoStore {
             .await
             .map_err(classify)?;
         aged::ensure_indexes(&self.job_state, &self.failed).await?;
+        list::ensure_indexes(&self.job_state).await?;
         jobs::ensure_indexes(&self.jobs).await
     }
 }
@@ -111,6 +114,10 @@ impl Store for MongoStore {
             .await
             .map_err(classify)?;
         found.map(|d| execution_from(&d)).transpose()
+    }
+
+    async fn list_executions(&self, query: &ExecutionQuery) -> Result<ExecutionPage, StoreError> {
+        list::list(&self.job_state, query).await
     }
 
     async fn park(&self, message: &ParkedMessage) -> Result<(), StoreError> {
@@ -136,6 +143,10 @@ impl Store for MongoStore {
         if_failed_at: Option<DateTime<Utc>>,
     ) -> Result<bool, StoreError> {
         failed::delete(&self.failed, id, if_failed_at).await
+    }
+
+    async fn delete_failed_of(&self, worker: &str) -> Result<u64, StoreError> {
+        failed::delete_of(&self.failed, worker).await
     }
 
     async fn job(&self, name: &str) -> Result<Option<JobRecord>, StoreError> {
@@ -309,7 +320,7 @@ fn to_bson(value: &Value) -> Result<Bson, StoreError> {
     bson::to_bson(value).map_err(|e| StoreError::Invalid(format!("cannot store JSON as BSON: {e}")))
 }
 
-fn execution_from(d: &Document) -> Result<Execution, StoreError> {
+pub(super) fn execution_from(d: &Document) -> Result<Execution, StoreError> {
     let stages = match d.get_array("stages") {
         Ok(stages) => stages
             .iter()
@@ -325,6 +336,7 @@ fn execution_from(d: &Document) -> Result<Execution, StoreError> {
         worker: text(d, "worker")?,
         attempts: integer(d, "attempts").unwrap_or(0) as u32,
         error: d.get_str("error").ok().map(str::to_string),
+        created_at: time(d, "createdAt")?,
         updated_at: time(d, "updatedAt")?,
         stages: in_chain_order(stages),
     })
