@@ -5,6 +5,7 @@ mod auth;
 mod cancel;
 mod dashboard;
 mod error;
+mod executions;
 mod failed;
 mod jobs;
 mod metrics;
@@ -73,6 +74,7 @@ pub fn serve(settings: &ApiSettings, state: State) -> anyhow::Result<ServerHandl
             .app_data(web::QueryConfig::default().error_handler(query_error))
             .wrap(middleware::from_fn(auth::require_user))
             .configure(jobs::routes)
+            .configure(executions::routes)
             .configure(failed::routes)
             .configure(workers::routes)
             .configure(metrics::routes)
