@@ -6,6 +6,7 @@ mod dashboard;
 mod error;
 mod executions;
 mod failed;
+mod history;
 mod jobs;
 mod metrics;
 mod openapi;
@@ -48,6 +49,8 @@ pub struct State {
     pub queues: watch::Receiver<BTreeMap<String, QueueStats>>,
     /// What retention pruned and what the store holds, refreshed every pass.
     pub retention: watch::Receiver<crate::retention::Report>,
+    /// Each worker's last hour, sampled every few seconds (`crate::history`).
+    pub history: crate::history::Shared,
 }
 
 /// Binds `api.listen` and starts serving in the background; the handle stops it.
@@ -73,6 +76,7 @@ pub fn serve(settings: &ApiSettings, state: State) -> anyhow::Result<ServerHandl
             .configure(jobs::routes)
             .configure(executions::routes)
             .configure(failed::routes)
+            .configure(history::routes)
             .configure(workers::routes)
             .configure(metrics::routes)
             .configure(dashboard::routes)
