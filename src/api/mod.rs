@@ -7,6 +7,7 @@ mod dashboard;
 mod error;
 mod executions;
 mod failed;
+mod history;
 mod jobs;
 mod metrics;
 mod openapi;
@@ -51,6 +52,8 @@ pub struct State {
     pub retention: watch::Receiver<crate::retention::Report>,
     /// The newest configuration: which workers end a chain (a cancel's "finished").
     pub snapshots: watch::Receiver<Arc<crate::config::Snapshot>>,
+    /// Each worker's last hour, sampled every few seconds (`crate::history`).
+    pub history: crate::history::Shared,
 }
 
 /// Binds `api.listen` and starts serving in the background; the handle stops it.
@@ -76,6 +79,7 @@ pub fn serve(settings: &ApiSettings, state: State) -> anyhow::Result<ServerHandl
             .configure(jobs::routes)
             .configure(executions::routes)
             .configure(failed::routes)
+            .configure(history::routes)
             .configure(workers::routes)
             .configure(metrics::routes)
             .configure(dashboard::routes)
