@@ -65,6 +65,8 @@ enum Command {
     /// The failed-message store: parked messages
     #[command(subcommand)]
     Failed(FailedCommand),
+    /// Cancel an execution on every host (running services stopped, later deliveries skipped)
+    Cancel { execution_id: String },
     /// Publish one message (JSON argument, or stdin when absent or "-"); prints its executionId
     Send {
         queue: String,
@@ -165,6 +167,9 @@ fn run(global: &Global, command: Command) -> Result<(), Failure> {
             runtime()?.block_on(commands::send(global, &queue, json.as_deref(), count))
         }
         Command::Failed(command) => runtime()?.block_on(failed(global, command)),
+        Command::Cancel { execution_id } => {
+            single_threaded()?.block_on(commands::cancel(global, &execution_id))
+        }
     }
 }
 

@@ -34,10 +34,15 @@ pub fn command(program: &Path, args: &[String]) -> Command {
 /// Kills the child's whole process group and reaps the child.
 pub async fn kill_group(child: &mut Child) {
     if let Some(pid) = child.id() {
-        // The group may be gone already; nothing to do then.
-        let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
+        signal_group(pid);
     }
     let _ = child.wait().await;
+}
+
+/// Sends SIGKILL to the process group `leader` leads (a child started by [`command`]).
+pub fn signal_group(leader: u32) {
+    // The group may be gone already; nothing to do then.
+    let _ = killpg(Pid::from_raw(leader as i32), Signal::SIGKILL);
 }
 
 /// "exit status 3" or "signal SIGKILL", for logs and errors.

@@ -7,7 +7,7 @@
 //! With several hosts on one store a lease makes one of them the pruner; the others only
 //! report sizes.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,7 +16,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::config::{RetentionSettings, Snapshot};
+use crate::config::{RetentionSettings, Snapshot, WorkerDef};
 use crate::store::{Aged, Cursor, Sizes, Status, Store, StoreError};
 
 /// Executions read, and at most deleted, per batch.
@@ -99,9 +99,12 @@ impl Rules {
 /// The workers whose `done` ends a chain, in the newest configuration (what retention and
 /// a cancel call finished).
 pub fn last_stages(snapshot: &Snapshot) -> BTreeSet<String> {
-    snapshot
-        .workers
-        .valid
+    last_stages_of(&snapshot.workers.valid)
+}
+
+/// The same of a set of worker definitions (what `dpsd cancel` loads itself).
+pub fn last_stages_of(workers: &BTreeMap<String, WorkerDef>) -> BTreeSet<String> {
+    workers
         .iter()
         .filter(|(_, def)| def.follow_queue.is_none())
         .map(|(name, _)| name.clone())

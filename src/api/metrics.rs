@@ -120,6 +120,11 @@ pub(super) fn families(
             "Messages parked in the failed-message store.",
             per_worker(&|w| w.counters.parked as f64),
         ),
+        counter(
+            "dpsd_messages_cancelled_total",
+            "Deliveries of cancelled executions acked without (finishing) their services.",
+            per_worker(&|w| w.counters.cancelled as f64),
+        ),
         gauge(
             "dpsd_messages_in_flight",
             "Messages being handled now.",

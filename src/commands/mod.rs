@@ -1,6 +1,7 @@
 //! The command line's verbs, one file each. Each returns a [`Failure`] that knows its exit
 //! code: 1 for a runtime failure, 2 for a usage or configuration error (SPEC 2).
 
+mod cancel;
 mod check;
 mod failed;
 mod health;
@@ -9,6 +10,7 @@ mod run;
 mod send;
 mod worker;
 
+pub use cancel::cancel;
 pub use check::check;
 pub use failed::{failed_delete, failed_list, failed_replay, Target};
 pub use health::health;

@@ -17,7 +17,7 @@ use crate::logging;
 use crate::services::Caller;
 use crate::shutdown::Shutdown;
 use crate::store;
-use crate::worker::{pause, report, report_once, Counters, Handler, Worker};
+use crate::worker::{cancel, pause, report, report_once, Counters, Handler, Worker};
 
 /// How the replica was started, beyond its spec.
 struct Mode {
@@ -79,6 +79,7 @@ async fn run(spec: ReplicaSpec, mode: Mode) -> Result<(), Failure> {
         hard_stop: shutdown.hard.clone(),
         counters: Arc::new(Counters::default()),
         park_after,
+        cancels: cancel::watch(store.clone()).await,
     };
     if supervised {
         tokio::spawn(report(handler.counters.clone()));

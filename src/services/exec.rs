@@ -24,8 +24,13 @@ pub async fn call(
     let input = serde_json::to_vec(input)
         .map_err(|e| ServiceError::Failed(format!("input not serialisable: {e}")))?;
     let mut child = spawn(spec, ctx)?;
+    let group = Group::of(&child);
     let run = talk(&mut child, input);
-    match tokio::time::timeout(spec.timeout, run).await {
+    let ran = tokio::time::timeout(spec.timeout, run).await;
+    // The child exited and was reaped (or is killed and reaped below): its group id may be
+    // reused from here on, so the guard must not signal it any more.
+    group.disarm();
+    match ran {
         Ok(result) => {
             let (status, stdout, stderr) = result?;
             outcome(status, &stdout, &stderr)
@@ -33,6 +38,29 @@ pub async fn call(
         Err(_) => {
             process::kill_group(&mut child).await;
             Err(ServiceError::Timeout(spec.timeout))
+        }
+    }
+}
+
+/// Kills the child's process group when the call is dropped before the child was reaped: a
+/// cancelled execution (SPEC 4.5) stops its service by dropping the call, and `kill_on_drop`
+/// alone would kill the first process only, not what it started.
+struct Group(Option<u32>);
+
+impl Group {
+    fn of(child: &Child) -> Group {
+        Group(child.id())
+    }
+
+    fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        if let Some(pid) = self.0 {
+            process::signal_group(pid);
         }
     }
 }
@@ -171,6 +199,43 @@ mod tests {
         .unwrap_err();
         assert!(matches!(err, ServiceError::Timeout(_)), "{err}");
         assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    /// Whether `pid` still runs: not gone, and not a zombie waiting for its reaper.
+    fn alive(pid: &str) -> bool {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+            stat.rsplit(')')
+                .next()
+                .is_some_and(|s| !s.starts_with(" Z"))
+        })
+    }
+
+    /// What a cancel does (SPEC 4.5): the call is dropped mid-run, and everything the
+    /// program started goes with it.
+    #[tokio::test]
+    async fn a_dropped_call_kills_the_whole_group() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pids = dir.path().join("pids");
+        let script = format!("sleep 30 & echo $$ $! > {}; wait", pids.display());
+        let (spec, input) = (spec(&["sh", "-c", &script], 60_000), json!({}));
+        let call = call(&spec, &input, CTX);
+        let started = async {
+            while !std::fs::read_to_string(&pids).is_ok_and(|p| p.ends_with('\n')) {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        };
+        tokio::select! {
+            _ = call => panic!("the program ended by itself"),
+            () = started => {}
+        }
+        let written = std::fs::read_to_string(&pids).expect("pids");
+        let pids: Vec<&str> = written.split_whitespace().collect();
+        assert_eq!(pids.len(), 2, "{written:?}");
+        let deadline = std::time::Instant::now() + Duration::from_secs(2);
+        while pids.iter().any(|pid| alive(pid)) {
+            assert!(std::time::Instant::now() < deadline, "{pids:?} still run");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 
     #[tokio::test]

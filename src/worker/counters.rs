@@ -1,4 +1,4 @@
-//! What a replica counts (messages processed, failed, retried, parked, in flight; service
+//! What a replica counts (messages processed, failed, retried, parked, cancelled, in flight; service
 //! call durations) and how it tells the supervisor: one JSON line a second on its stdout,
 //! which the supervisor reads through a pipe. Counts are cumulative since the replica
 //! started; the supervisor adds up replicas and keeps the counts of those that exited.
@@ -22,6 +22,7 @@ pub struct Counters {
     failed: AtomicU64,
     retried: AtomicU64,
     parked: AtomicU64,
+    cancelled: AtomicU64,
     in_flight: AtomicU64,
     services: Mutex<BTreeMap<String, Histogram>>,
 }
@@ -70,6 +71,9 @@ pub struct Totals {
     pub failed: u64,
     pub retried: u64,
     pub parked: u64,
+    /// Deliveries of cancelled executions acked without (finishing) their services.
+    #[serde(default)]
+    pub cancelled: u64,
     pub in_flight: u64,
     pub services: BTreeMap<String, Histogram>,
 }
@@ -81,6 +85,7 @@ impl Totals {
         self.failed += other.failed;
         self.retried += other.retried;
         self.parked += other.parked;
+        self.cancelled += other.cancelled;
         self.in_flight += other.in_flight;
         for (service, histogram) in &other.services {
             self.services
@@ -97,6 +102,8 @@ pub enum Outcome {
     Processed,
     Retried,
     Parked,
+    /// The execution was cancelled (SPEC 4.5): not a failure.
+    Cancelled,
 }
 
 impl Counters {
@@ -114,9 +121,10 @@ impl Counters {
             Outcome::Processed => &self.processed,
             Outcome::Retried => &self.retried,
             Outcome::Parked => &self.parked,
+            Outcome::Cancelled => &self.cancelled,
         };
         counter.fetch_add(1, Ordering::Relaxed);
-        if !matches!(outcome, Outcome::Processed) {
+        if matches!(outcome, Outcome::Retried | Outcome::Parked) {
             self.failed.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -135,6 +143,7 @@ impl Counters {
             failed: self.failed.load(Ordering::Relaxed),
             retried: self.retried.load(Ordering::Relaxed),
             parked: self.parked.load(Ordering::Relaxed),
+            cancelled: self.cancelled.load(Ordering::Relaxed),
             in_flight: self.in_flight.load(Ordering::Relaxed),
             services: self
                 .services
@@ -195,11 +204,20 @@ mod tests {
         c.outcome(Outcome::Processed);
         c.outcome(Outcome::Retried);
         c.outcome(Outcome::Parked);
+        c.outcome(Outcome::Cancelled);
         c.started();
         let t = c.totals();
         assert_eq!(
-            (t.processed, t.failed, t.retried, t.parked, t.in_flight),
-            (1, 2, 1, 1, 1)
+            (
+                t.processed,
+                t.failed,
+                t.retried,
+                t.parked,
+                t.cancelled,
+                t.in_flight
+            ),
+            (1, 2, 1, 1, 1, 1),
+            "a cancel is not a failure"
         );
     }
 }

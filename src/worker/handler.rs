@@ -11,6 +11,7 @@ use chrono::Utc;
 use serde_json::Value;
 use tracing::{debug, error, info, warn, Instrument};
 
+use super::cancel::{Cancelled, Cancels};
 use super::counters::{Counters, Outcome};
 use crate::backoff::Backoff;
 use crate::broker::{self, BrokerError, Publisher};
@@ -157,6 +158,8 @@ pub struct Handler {
     /// For a quorum queue, `amqp.delivery_limit`: a message handed out that often without a
     /// settlement is parked. None for a classic queue (it does not count deliveries).
     pub park_after: Option<u32>,
+    /// The executions cancelled (SPEC 4.5), as `cancel::watch` keeps them from the store.
+    pub cancels: Arc<Cancels>,
 }
 
 impl Handler {
@@ -182,6 +185,9 @@ impl Handler {
         forward: &dyn Forward,
     ) -> Verdict {
         let attempt = Attempt::begin(delivery);
+        if self.cancels.contains(message.execution_id()) {
+            return self.cancelled(&message, &attempt, Cancelled::Before).await;
+        }
         if let Some(error) = self.handed_out_too_often(delivery) {
             let stage = attempt.stage(&self.def, Status::Parked, Some(error.clone()), None);
             return self.park_failed(&message, delivery, stage, error).await;
@@ -198,8 +204,20 @@ impl Handler {
         let outcome = if message.simulate() {
             Ok(message.last().cloned())
         } else {
-            self.run_services(&mut message, delivery.attempt).await
+            // A cancel while the services run drops their calls: an exec service's group is
+            // killed, an HTTP request aborted.
+            let id = message.execution_id().to_string();
+            tokio::select! {
+                outcome = self.run_services(&mut message, delivery.attempt) => outcome,
+                () = self.cancels.cancelled(&id) => {
+                    return self.cancelled(&message, &attempt, Cancelled::Stopped).await
+                }
+            }
         };
+        // Cancelled while the last service finished: its outcome goes nowhere.
+        if self.cancels.contains(message.execution_id()) {
+            return self.cancelled(&message, &attempt, Cancelled::After).await;
+        }
         let failure = match outcome {
             Ok(result) => {
                 let stage = attempt.stage(&self.def, Status::Done, None, result);
@@ -484,6 +502,27 @@ impl Handler {
         }
     }
 
+    /// A delivery of a cancelled execution (SPEC 4.5): its stage says `cancelled`, nothing
+    /// goes on (no forward, no retry), and it is acked. The stage is worth a wait for an
+    /// unavailable store (it is how the operator sees the cancel reached this worker), not a
+    /// requeue when the store refuses it.
+    async fn cancelled(&self, message: &Message, attempt: &Attempt, when: Cancelled) -> Verdict {
+        info!("cancelled: {}", when.reason());
+        let error = Some(when.reason().to_string());
+        let stage = attempt.stage(&self.def, Status::Cancelled, error, None);
+        match self
+            .persist(|| self.store.record_stage(message.execution_id(), &stage))
+            .await
+        {
+            Ok(()) => {}
+            Err(Unsaved::Stopped) => return Verdict::Requeue,
+            Err(Unsaved::Invalid(reason)) => {
+                error!("the store refused the cancelled stage, acking anyway: {reason}");
+            }
+        }
+        self.counted(Outcome::Cancelled)
+    }
+
     /// Counts the outcome of a message about to be acked.
     fn counted(&self, outcome: Outcome) -> Verdict {
         self.counters.outcome(outcome);
@@ -630,6 +669,7 @@ mod tests {
             hard_stop: tokio_util::sync::CancellationToken::new(),
             counters: Arc::new(Counters::default()),
             park_after: Some(5),
+            cancels: Arc::new(Cancels::default()),
         };
         World { handler, _dir: dir }
     }
@@ -1014,6 +1054,132 @@ mod tests {
             .expect("an id")
             .to_string();
         assert_eq!(world.stages(&id).await, [(Status::Done, 1)]);
+    }
+
+    fn cancel(world: &World, id: &str) {
+        let mark = crate::store::Cancellation {
+            execution_id: id.into(),
+            cancelled_at: Utc::now(),
+        };
+        world.handler.cancels.add(&[mark]);
+    }
+
+    /// SPEC 4.5: every delivery of a cancelled execution, whatever brought it, is acked with
+    /// a cancelled stage, no service called (the failing one would retry or park) and
+    /// nothing sent on.
+    #[tokio::test]
+    async fn every_delivery_of_a_cancelled_execution_is_acked_without_services_or_forward() {
+        let world = world(vec![failing()], three_attempts());
+        cancel(&world, "c1");
+        let broker = FakeBroker::default();
+        let first = delivery(json!({"executionId": "c1"}));
+        let retry = Delivery {
+            attempt: 2,
+            ..delivery(json!({"executionId": "c1"}))
+        };
+        let redelivery = Delivery {
+            redelivered: true,
+            ..delivery(json!({"executionId": "c1"}))
+        };
+        let later_stage = Delivery {
+            stages_passed: 1,
+            ..delivery(json!({"executionId": "c1"}))
+        };
+        let simulated = delivery(json!({"executionId": "c1", "simulate": true}));
+        for delivery in [first, retry, redelivery, later_stage, simulated] {
+            assert_eq!(world.handler.handle(&delivery, &broker).await, Verdict::Ack);
+        }
+        assert!(broker.sent().is_empty(), "{:?}", broker.sent());
+        let stages = world.stages("c1").await;
+        assert_eq!(stages.len(), 5);
+        assert!(
+            stages
+                .iter()
+                .all(|(status, _)| *status == Status::Cancelled),
+            "{stages:?}"
+        );
+        let totals = world.handler.counters.totals();
+        assert_eq!(
+            (totals.cancelled, totals.failed, totals.processed),
+            (5, 0, 0)
+        );
+        assert!(world.parked().await.is_empty());
+        let other = world.handle(json!({"executionId": "c2"}), &broker).await;
+        assert_eq!(other, Verdict::Ack);
+        assert_eq!(
+            world.stages("c2").await,
+            [(Status::Retrying, 1)],
+            "others still run"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_cancel_while_a_service_runs_stops_it_records_cancelled_and_sends_nothing() {
+        let world = world(vec![Builtin::Sleep(Duration::from_secs(30))], None);
+        let broker = FakeBroker::default();
+        let body = json!({"executionId": "c3"});
+        let handling = world.handle(body, &broker);
+        let cancelling = async {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            cancel(&world, "c3");
+            Instant::now()
+        };
+        let (verdict, cancelled_at) = tokio::join!(handling, cancelling);
+        assert_eq!(verdict, Verdict::Ack);
+        assert!(
+            cancelled_at.elapsed() < Duration::from_secs(1),
+            "stopped at once"
+        );
+        assert!(broker.sent().is_empty());
+        let execution = world.handler.store.execution("c3").await.expect("read");
+        let stage = &execution.expect("recorded").stages[0];
+        assert_eq!(stage.status, Status::Cancelled);
+        assert_eq!(stage.error.as_deref(), Some(Cancelled::Stopped.reason()));
+    }
+
+    /// An HTTP service that never answers: the cancel closes its connection (the server
+    /// reads the end of the stream), the request is not left running.
+    #[tokio::test]
+    async fn a_cancel_aborts_a_running_http_call() {
+        let server = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let url = format!("http://{}/", server.local_addr().expect("addr"));
+        let (closed, closing) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::Read;
+            let (mut connection, _) = server.accept().expect("accept");
+            let mut buf = [0u8; 4096];
+            while connection.read(&mut buf).is_ok_and(|n| n > 0) {}
+            let _ = closed.send(Instant::now());
+        });
+        let mut world = world(Vec::new(), None);
+        world.handler.def.services = vec![NamedService {
+            id: "hangs".into(),
+            def: Arc::new(ServiceDef::Http(crate::config::HttpSpec {
+                url: url.parse().expect("url"),
+                method: reqwest::Method::POST,
+                timeout: Duration::from_secs(60),
+                headers: BTreeMap::new(),
+            })),
+        }];
+        let broker = FakeBroker::default();
+        let handling = world.handle(json!({"executionId": "c4"}), &broker);
+        let cancelling = async {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            cancel(&world, "c4");
+            Instant::now()
+        };
+        let (verdict, cancelled_at) = tokio::join!(handling, cancelling);
+        assert_eq!(verdict, Verdict::Ack);
+        let closed_at = tokio::task::spawn_blocking(move || {
+            closing
+                .recv_timeout(Duration::from_secs(2))
+                .expect("the connection was closed")
+        })
+        .await
+        .expect("joins");
+        assert!(closed_at.duration_since(cancelled_at) < Duration::from_secs(1));
+        assert_eq!(world.stages("c4").await, [(Status::Cancelled, 1)]);
+        assert!(broker.sent().is_empty());
     }
 
     #[tokio::test]

@@ -2,6 +2,7 @@
 //! connecting, consuming, settling deliveries, reconnecting after a lost connection and
 //! draining on stop; `handler` decides what happens to each message.
 
+pub mod cancel;
 mod counters;
 mod handler;
 pub mod pause;
