@@ -10,8 +10,9 @@ Steps joined by "+" run in one browser, one after the other (each launch costs s
   replay ID               clicks "Replay" on parked message ID and waits until it is gone
   replicas WORKER N       waits until WORKER's card shows N of N replicas
   overview                the overview's figures equal what the API reports (workers' counters,
-                          parked total, workers needing attention, jobs that failed last,
-                          RabbitMQ and store), and each figure links to its page
+                          failed attempts of the last hour in /api/history, parked total,
+                          workers needing attention, jobs that failed last, RabbitMQ and
+                          store), and each figure links to its page
   filters STATUS WORKER   the executions list equals the API's unfiltered, with status=STATUS,
                           and with worker=WORKER, and each filter narrows it
   timeline ID             the execution's page shows one stage per stage of the API's document,
@@ -144,6 +145,8 @@ class Driver:
                              or w["paused"] or w["configError"]),
             "jobs": len(jobs),
             "jobs-failed": sum(1 for j in jobs if j["lastStatus"] == "failed"),
+            "failed-hour": sum(p["failed"] for w in self.api("/api/history?minutes=60")["workers"]
+                               for p in w["points"]),
         }
         for fact, value in wanted.items():
             expect(page.locator(f'[data-fact="{fact}"] .value')).to_have_text(str(value))

@@ -37,8 +37,8 @@ async function showOverview() {
   let failedHour = "n/a";
   if (hist.data) {
     const recent = Object.values(hist.data).map((points) => points.filter((p) => p.t >= Date.now() / 1000 - 60));
-    rate = (recent.reduce((n, points) => n + growth(points, "processed"), 0) / 60).toFixed(1);
-    failedHour = Object.values(hist.data).reduce((n, points) => n + growth(points, "failed"), 0);
+    rate = (recent.reduce((n, points) => n + total(points, "processed"), 0) / 60).toFixed(1);
+    failedHour = Object.values(hist.data).reduce((n, points) => n + total(points, "failed"), 0);
   } else if (lastSample) {
     rate = Math.max(0, (sum("processed") - lastSample.processed) / ((Date.now() - lastSample.t) / 1000)).toFixed(1);
   }

@@ -114,13 +114,15 @@ function confirmAction(question, verb) {
 
 let historyCache = { at: 0, minutes: 0, data: null, error: null };
 
-/// `/api/history` as `{worker: [{t (seconds), processed, failed, ..., p50, p95}]}`, or an
+/// `/api/history` as `{worker: [{t (epoch seconds), processed, failed, retried, parked,
+/// depth, p50, p90, p99 (ms)}]}` with the counts of each interval, and the interval; or an
 /// error: a page that cannot have it says so instead of drawing anything.
 async function history(minutes) {
   const fresh = Date.now() - historyCache.at < HISTORY_MAX_AGE_MS && historyCache.minutes >= minutes;
   if (!fresh) {
     try {
-      historyCache = { at: Date.now(), minutes, data: normaliseHistory(await api("GET", "/api/history?minutes=" + minutes)), error: null };
+      const doc = await api("GET", "/api/history?minutes=" + minutes);
+      historyCache = { at: Date.now(), minutes, data: byWorker(doc), interval: doc.intervalSeconds, error: null };
     } catch (e) {
       historyCache = { at: Date.now(), minutes, data: null, error: e.message };
     }
@@ -128,43 +130,28 @@ async function history(minutes) {
   return historyCache;
 }
 
-/// Accepts the history document's workers as an object by name or as an array of
-/// `{worker, points}`; each point's time as epoch seconds, milliseconds or an ISO string.
-function normaliseHistory(doc) {
-  const byName = {};
-  const workers = doc.workers || doc;
-  const entries = Array.isArray(workers) ? workers.map((w) => [w.worker || w.name, w.points]) : Object.entries(workers);
-  for (const [name, points] of entries) {
-    byName[name] = (points || []).map((p) => {
-      const raw = p.t ?? p.at ?? p.time;
-      const t = typeof raw === "string" ? Date.parse(raw) / 1000 : raw > 1e11 ? raw / 1000 : raw;
-      const service = p.serviceTime || p.serviceMs || {};
+/// The history document's `workers: [{worker, points}]` by name, each point's time in
+/// seconds (uPlot's unit) and its service times in milliseconds.
+function byWorker(doc) {
+  const ms = (s) => (s === null || s === undefined ? null : s * 1000);
+  const named = {};
+  for (const { worker, points } of doc.workers) {
+    named[worker] = points.map((p) => {
+      const service = p.serviceSeconds || {};
       return {
-        t, processed: p.processed, failed: p.failed, retried: p.retried, parked: p.parked,
-        depth: p.queueDepth ?? p.queueMessages ?? p.depth,
-        p50: service.p50 ?? p.p50, p95: service.p95 ?? p.p95, p99: service.p99 ?? p.p99,
+        t: Date.parse(p.at) / 1000, processed: p.processed, failed: p.failed, retried: p.retried, parked: p.parked,
+        depth: p.queueDepth, p50: ms(service.p50), p90: ms(service.p90), p99: ms(service.p99),
       };
     });
   }
-  return byName;
+  return named;
 }
 
-/// Per-second rates of a cumulative counter between consecutive points (null at the first).
-function rates(points, field) {
-  return points.map((p, i) => {
-    if (i === 0) return null;
-    const dt = p.t - points[i - 1].t;
-    const dv = (p[field] ?? 0) - (points[i - 1][field] ?? 0);
-    return dt > 0 ? Math.max(0, dv) / dt : null;
-  });
-}
+/// Per-second rates of a count over each point's interval.
+const rates = (points, field, interval) => points.map((p) => (p[field] ?? 0) / interval);
 
-/// How much a cumulative counter grew over the points (a daemon restart starts it at 0).
-function growth(points, field) {
-  let total = 0;
-  for (let i = 1; i < points.length; i++) total += Math.max(0, (points[i][field] ?? 0) - (points[i - 1][field] ?? 0));
-  return total;
-}
+/// A count added up over the points.
+const total = (points, field) => points.reduce((n, p) => n + (p[field] ?? 0), 0);
 
 function fillWorkerChoices(workers) {
   for (const select of document.querySelectorAll(".worker-choice")) {

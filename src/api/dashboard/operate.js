@@ -9,14 +9,14 @@ const cards = {}; // worker -> {root, facts, toggle, charts: {name: uPlot}}
 const CHARTS = [
   ["throughput", "Throughput (messages/s)", [["processed/s", "#2457c5"], ["failed/s", "#b3261e"]]],
   ["depth", "Queue depth (messages ready)", [["ready", "#6b4bb8"]]],
-  ["service", "Service time (ms)", [["p50", "#1f7a4d"], ["p95", "#a15c00"]]],
+  ["service", "Service time (ms)", [["p50", "#1f7a4d"], ["p90", "#a15c00"]]],
 ];
 
-function chartData(name, points) {
+function chartData(name, points, interval) {
   const xs = points.map((p) => p.t);
-  if (name === "throughput") return [xs, rates(points, "processed"), rates(points, "failed")];
+  if (name === "throughput") return [xs, rates(points, "processed", interval), rates(points, "failed", interval)];
   if (name === "depth") return [xs, points.map((p) => p.depth ?? null)];
-  return [xs, points.map((p) => p.p50 ?? null), points.map((p) => p.p95 ?? null)];
+  return [xs, points.map((p) => p.p50), points.map((p) => p.p90)];
 }
 
 function makeChart(holder, series) {
@@ -71,7 +71,7 @@ function updateFacts(card, w) {
   card.root.classList.toggle("attention", needsAttention(w));
 }
 
-function updateCharts(card, points) {
+function updateCharts(card, points, interval) {
   for (const [name, title, series] of CHARTS) {
     const holder = card.holders[name];
     if (!points) {
@@ -84,7 +84,7 @@ function updateCharts(card, points) {
       holder.replaceChildren();
       card.charts[name] = makeChart(holder, series);
     }
-    const data = chartData(name, points);
+    const data = chartData(name, points, interval);
     card.charts[name].setData(data);
     const last = data.slice(1).map((ys, i) => {
       const value = ys.length ? ys[ys.length - 1] : null;
@@ -113,7 +113,7 @@ async function showWorkers() {
     if (!card.root.isConnected) box.append(card.root);
     updateFacts(card, w);
     const points = hist.data ? (hist.data[w.name] || []).filter((p) => p.t >= since) : null;
-    updateCharts(card, points);
+    updateCharts(card, points, hist.interval);
   }
   if (route.param && cards[route.param] && !box.dataset.scrolled) {
     box.dataset.scrolled = "1";
