@@ -167,25 +167,6 @@ fn the_dashboard_pages_show_what_the_api_reports_and_act_on_it() {
         get(&env, "/api/job/status/failingJob")["lastStatus"] == "failed"
     });
 
-    // Screenshots for docs/: kept only when asked for (DPSD_SCREENSHOTS=folder).
-    if let Ok(folder) = std::env::var("DPSD_SCREENSHOTS") {
-        let mut steps: Vec<String> = Vec::new();
-        let execution = format!("execution/{}", chain[0]);
-        for (view, name) in [
-            ("overview", "overview"),
-            ("executions", "executions"),
-            (execution.as_str(), "execution"),
-            ("workers", "workers"),
-            ("jobs", "jobs"),
-            ("failed", "failed"),
-        ] {
-            let path = format!("{folder}/dashboard-{name}.png");
-            steps.extend(["screenshot".into(), view.into(), path, "+".into()]);
-        }
-        let steps: Vec<&str> = steps.iter().map(String::as_str).collect();
-        drive(&env, &steps);
-    }
-
     drive(
         &env,
         &[
@@ -213,6 +194,32 @@ fn the_dashboard_pages_show_what_the_api_reports_and_act_on_it() {
             "failed",
         ],
     );
+
+    // Screenshots for docs/: kept only when asked for (DPSD_SCREENSHOTS=folder).
+    // Before them, a minute of traffic through the chain, so the charts have a shape.
+    if let Ok(folder) = std::env::var("DPSD_SCREENSHOTS") {
+        for i in 0..60 {
+            if i % 4 > 0 {
+                env.send_count(&first, r#"{"mydata": {}}"#, i % 4);
+            }
+            std::thread::sleep(Duration::from_secs(1));
+        }
+        let mut steps: Vec<String> = Vec::new();
+        let execution = format!("execution/{}", chain[0]);
+        for (view, name) in [
+            ("overview", "overview"),
+            ("executions", "executions"),
+            (execution.as_str(), "execution"),
+            ("workers", "workers"),
+            ("jobs", "jobs"),
+            ("failed", "failed"),
+        ] {
+            let path = format!("{folder}/dashboard-{name}.png");
+            steps.extend(["screenshot".into(), view.into(), path, "+".into()]);
+        }
+        let steps: Vec<&str> = steps.iter().map(String::as_str).collect();
+        drive(&env, &steps);
+    }
 
     std::fs::write(&mended, "").expect("mend the fragile worker");
     drive(

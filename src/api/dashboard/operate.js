@@ -25,7 +25,8 @@ function makeChart(holder, series) {
     width: Math.max(200, holder.clientWidth), height: 120,
     legend: { show: true },
     cursor: { drag: { x: false, y: false } },
-    scales: { x: { time: true } },
+    // Every series is a count or a duration: from 0, and 0 to 1 while all are 0.
+    scales: { x: { time: true }, y: { range: (u, min, max) => [0, max > 0 ? max * 1.1 : 1] } },
     series: [{}, ...series.map(([label, stroke]) => ({ label, stroke, width: 1.5, spanGaps: true }))],
     axes: [axis, { ...axis, size: 44 }],
   }, [[], ...series.map(() => [])], holder);
