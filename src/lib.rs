@@ -12,6 +12,7 @@ pub mod broker;
 pub mod commands;
 pub mod config;
 pub mod daemon;
+pub mod history;
 pub mod init;
 pub mod logging;
 pub mod message;

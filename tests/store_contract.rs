@@ -6,8 +6,8 @@ use std::sync::Arc;
 use chrono::{Duration, DurationRound, Utc};
 use dpsd::config::{CatchUp, JobKind, MongoSettings};
 use dpsd::store::{
-    Cancel, EmbeddedStore, JobDefinition, MongoStore, ParkedBody, ParkedMessage, RunOutcome,
-    RunStatus, Stage, Status, Store,
+    Cancel, EmbeddedStore, Execution, ExecutionQuery, JobDefinition, MongoStore, ParkedBody,
+    ParkedMessage, RunOutcome, RunStatus, Stage, Status, Store,
 };
 
 /// A pause that moves the stores' millisecond clocks on.
@@ -840,6 +840,158 @@ async fn cancelled_is_final_whatever_is_recorded_after(store: &dyn Store) {
     );
 }
 
+/// Six executions, newest last: e0..e5 by w1 (even) and w2 (odd), e3 parked; e0 and e1 went
+/// on to w3, so their summary names w3.
+async fn six_executions(store: &dyn Store) -> Vec<Execution> {
+    let mut made = Vec::new();
+    for n in 0..6 {
+        let (id, worker) = (format!("e{n}"), ["w1", "w2"][n % 2]);
+        let status = if n == 3 { Status::Parked } else { Status::Done };
+        let first = stage(worker, 1, status, 1, Some(json!({"big": "result"})));
+        store.record_stage(&id, &first).await.expect("write");
+        if n < 2 {
+            let next = passed(1, stage("w3", 2, Status::Done, 1, Some(json!("r3"))));
+            store.record_stage(&id, &next).await.expect("write");
+        }
+        made.push(store.execution(&id).await.expect("read").expect("exists"));
+        tick().await;
+    }
+    made
+}
+
+/// Every page of `query` from the first, in order: the ids of each.
+async fn pages(store: &dyn Store, query: ExecutionQuery) -> Vec<Vec<String>> {
+    let mut query = query;
+    let mut pages = Vec::new();
+    loop {
+        let page = store.list_executions(&query).await.expect("list");
+        assert!(page.items.len() <= query.limit as usize);
+        pages.push(page.items.iter().map(|e| e.execution_id.clone()).collect());
+        match page.next {
+            Some(next) => query.after = Some(next),
+            None => return pages,
+        }
+        assert!(pages.len() < 20, "paging does not end");
+    }
+}
+
+fn listing(limit: u32) -> ExecutionQuery {
+    ExecutionQuery {
+        limit,
+        ..ExecutionQuery::default()
+    }
+}
+
+async fn ids(store: &dyn Store, query: ExecutionQuery) -> Vec<String> {
+    pages(store, query).await.concat()
+}
+
+async fn executions_are_listed_newest_first_and_paged_by_cursor(store: &dyn Store) {
+    let made = six_executions(store).await;
+    let newest_first = ["e5", "e4", "e3", "e2", "e1", "e0"];
+    assert_eq!(
+        pages(store, listing(2)).await,
+        [["e5", "e4"], ["e3", "e2"], ["e1", "e0"]]
+    );
+    assert_eq!(pages(store, listing(4)).await.concat(), newest_first);
+    assert_eq!(pages(store, listing(500)).await, [newest_first]);
+    // An item is the execution as GET /api/executions/{id} has it, its stages' results left out.
+    let page = store.list_executions(&listing(6)).await.expect("list");
+    let e0 = page.items.last().expect("e0");
+    let mut expected = made[0].clone();
+    expected.stages.iter_mut().for_each(|s| s.result = None);
+    assert_eq!(e0, &expected);
+    assert_eq!(e0.created_at, made[0].created_at);
+    assert!(made[0].created_at < made[5].created_at);
+    assert!(made[0].stages.iter().all(|s| s.result.is_some()));
+}
+
+async fn executions_are_filtered_by_status_worker_and_time(store: &dyn Store) {
+    let made = six_executions(store).await;
+    let with = |status: Option<&str>, worker: Option<&str>| ExecutionQuery {
+        status: status.map(str::to_string),
+        worker: worker.map(str::to_string),
+        ..listing(1)
+    };
+    assert_eq!(ids(store, with(Some("parked"), None)).await, ["e3"]);
+    assert_eq!(
+        ids(store, with(Some("done"), None)).await,
+        ["e5", "e4", "e2", "e1", "e0"]
+    );
+    assert!(ids(store, with(Some("cancelled"), None)).await.is_empty());
+    // Any stage by the worker, not only the summary's: e0 is w3's now, and w1's too.
+    assert_eq!(ids(store, with(None, Some("w1"))).await, ["e4", "e2", "e0"]);
+    assert_eq!(ids(store, with(None, Some("w3"))).await, ["e1", "e0"]);
+    assert!(ids(store, with(None, Some("nobody"))).await.is_empty());
+    assert_eq!(
+        ids(store, with(Some("done"), Some("w2"))).await,
+        ["e5", "e1"]
+    );
+    assert_eq!(ids(store, with(Some("parked"), Some("w2"))).await, ["e3"]);
+    assert!(ids(store, with(Some("parked"), Some("w1")))
+        .await
+        .is_empty());
+    // since is inclusive, until exclusive.
+    let window = ExecutionQuery {
+        since: Some(made[2].created_at),
+        until: Some(made[5].created_at),
+        ..listing(2)
+    };
+    assert_eq!(
+        pages(store, window.clone()).await,
+        vec![vec!["e4", "e3"], vec!["e2"]]
+    );
+    let w1_window = ExecutionQuery {
+        worker: Some("w1".into()),
+        ..window
+    };
+    assert_eq!(ids(store, w1_window).await, ["e4", "e2"]);
+}
+
+async fn a_deleted_execution_leaves_every_list(store: &dyn Store) {
+    six_executions(store).await;
+    let far = now() + Duration::hours(1);
+    let aged = store.aged(None, far, 10).await.expect("scan");
+    let e0: Vec<_> = aged
+        .into_iter()
+        .filter(|a| a.execution_id == "e0")
+        .collect();
+    assert_eq!(store.delete_executions(&e0).await.expect("delete"), 1);
+    let by = |worker: &str| ExecutionQuery {
+        worker: Some(worker.into()),
+        ..listing(10)
+    };
+    assert_eq!(ids(store, by("w1")).await, ["e4", "e2"]);
+    assert_eq!(ids(store, by("w3")).await, ["e1"]);
+    assert_eq!(ids(store, listing(10)).await.len(), 5);
+}
+
+async fn a_workers_parked_messages_are_deleted_together(store: &dyn Store) {
+    let at = now();
+    for (id, worker) in [("a", "w1"), ("b", "w1"), ("c", "w1"), ("d", "w2")] {
+        let message = parked(id, worker, ParkedBody::Text(id.into()), at);
+        store.park(&message).await.expect("park");
+    }
+    assert_eq!(store.delete_failed_of("w1").await.expect("delete"), 3);
+    assert_eq!(
+        store
+            .list_failed(Some("w1"), 10, 0)
+            .await
+            .expect("list")
+            .total,
+        0
+    );
+    assert_eq!(
+        store
+            .list_failed(Some("w2"), 10, 0)
+            .await
+            .expect("list")
+            .total,
+        1
+    );
+    assert_eq!(store.delete_failed_of("w1").await.expect("again"), 0);
+}
+
 macro_rules! contract {
     ($($case:ident),* $(,)?) => {
         mod on_mongodb {
@@ -873,4 +1025,8 @@ contract!(
     a_cancel_marks_known_and_unknown_executions_once,
     a_finished_execution_is_not_cancelled_and_a_middle_one_is,
     cancelled_is_final_whatever_is_recorded_after,
+    executions_are_listed_newest_first_and_paged_by_cursor,
+    executions_are_filtered_by_status_worker_and_time,
+    a_deleted_execution_leaves_every_list,
+    a_workers_parked_messages_are_deleted_together,
 );

@@ -88,6 +88,28 @@ async fn remove(state: web::Data<State>, id: web::Path<String>) -> Result<HttpRe
     }
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeleteQuery {
+    worker: Option<String>,
+}
+
+/// Discards every parked message of `worker` (required: there is no "delete all"); the
+/// answer counts them, 0 for a worker with none.
+#[delete("/api/failed")]
+async fn remove_many(
+    state: web::Data<State>,
+    query: web::Query<DeleteQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let Some(worker) = query.worker.as_deref().filter(|w| !w.is_empty()) else {
+        return Err(ApiError::BadRequest(
+            "worker is required: DELETE /api/failed?worker=W".into(),
+        ));
+    };
+    let deleted = state.store.delete_failed_of(worker).await?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({"worker": worker, "deleted": deleted})))
+}
+
 impl From<ReplayError> for ApiError {
     fn from(e: ReplayError) -> Self {
         match e {
@@ -106,5 +128,6 @@ pub fn routes(config: &mut web::ServiceConfig) {
         .service(replay_many)
         .service(list)
         .service(replay_one)
+        .service(remove_many)
         .service(remove);
 }

@@ -5,7 +5,9 @@ mod auth;
 mod cancel;
 mod dashboard;
 mod error;
+mod executions;
 mod failed;
+mod history;
 mod jobs;
 mod metrics;
 mod openapi;
@@ -50,6 +52,8 @@ pub struct State {
     pub retention: watch::Receiver<crate::retention::Report>,
     /// The newest configuration: which workers end a chain (a cancel's "finished").
     pub snapshots: watch::Receiver<Arc<crate::config::Snapshot>>,
+    /// Each worker's last hour, sampled every few seconds (`crate::history`).
+    pub history: crate::history::Shared,
 }
 
 /// Binds `api.listen` and starts serving in the background; the handle stops it.
@@ -73,7 +77,9 @@ pub fn serve(settings: &ApiSettings, state: State) -> anyhow::Result<ServerHandl
             .app_data(web::QueryConfig::default().error_handler(query_error))
             .wrap(middleware::from_fn(auth::require_user))
             .configure(jobs::routes)
+            .configure(executions::routes)
             .configure(failed::routes)
+            .configure(history::routes)
             .configure(workers::routes)
             .configure(metrics::routes)
             .configure(dashboard::routes)

@@ -54,6 +54,14 @@ pub async fn run(
     let (pruned, retention) = watch::channel(retention::Report::default());
     let pruning = retention::keep_pruning(store.clone(), snapshots.clone(), pruned, stop.clone());
     tokio::spawn(pruning);
+    let history = crate::history::Shared::default();
+    let sampled = crate::history::keep(
+        history.clone(),
+        workers.clone(),
+        queues.clone(),
+        stop.clone(),
+    );
+    tokio::spawn(sampled);
     let state = State {
         scheduler: scheduler.clone(),
         store: store.clone(),
@@ -63,6 +71,7 @@ pub async fn run(
         queues,
         retention,
         snapshots: snapshots.clone(),
+        history,
     };
     let api = api::serve(&settings.api, state)?;
     let kept = jobs::keep(scheduler, snapshots.clone(), jobs_applied, stop.clone());

@@ -5,6 +5,7 @@
 mod aged;
 mod cancel;
 mod embedded;
+mod list;
 mod mongo;
 
 use std::collections::BTreeSet;
@@ -18,6 +19,7 @@ use serde_json::Value;
 pub use aged::{Aged, Cursor, Sizes};
 pub use cancel::{Cancel, Cancellation, CANCELLED_ERROR};
 pub use embedded::{EmbeddedStore, FILE as EMBEDDED_FILE};
+pub use list::{ExecutionPage, ExecutionQuery, Position, STATUSES};
 pub use mongo::MongoStore;
 
 use crate::config::{CatchUp, JobKind, StoreSettings};
@@ -76,6 +78,8 @@ pub struct Execution {
     pub worker: String,
     pub attempts: u32,
     pub error: Option<String>,
+    /// When its first record landed: the order of the API's list.
+    pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     /// In the chain's order (by `stages_passed`), the records of one stage in the order they
     /// were recorded: side by side (SPEC 4.2), the next stage's record can land first.
@@ -352,6 +356,9 @@ pub trait Store: Send + Sync {
     /// The job-state document, if the execution is known.
     async fn execution(&self, execution_id: &str) -> Result<Option<Execution>, StoreError>;
 
+    /// A page of recent executions, newest first (`list`); by index on both backends.
+    async fn list_executions(&self, query: &ExecutionQuery) -> Result<ExecutionPage, StoreError>;
+
     /// Keeps a message that could not be processed (again: one entry per id).
     async fn park(&self, message: &ParkedMessage) -> Result<(), StoreError>;
 
@@ -374,6 +381,9 @@ pub trait Store: Send + Sync {
         id: &str,
         if_failed_at: Option<DateTime<Utc>>,
     ) -> Result<bool, StoreError>;
+
+    /// Removes every parked message of `worker`; returns how many went.
+    async fn delete_failed_of(&self, worker: &str) -> Result<u64, StoreError>;
 
     /// The job record, if the job is defined.
     async fn job(&self, name: &str) -> Result<Option<JobRecord>, StoreError>;

@@ -9,7 +9,7 @@
 use chrono::Utc;
 use rusqlite::{params, OptionalExtension, Row};
 
-use super::{parse_ts, ts, EmbeddedStore};
+use super::{list, parse_ts, ts, EmbeddedStore};
 use crate::store::{in_chain_order, Execution, Stage, Status, StoreError, StoredText};
 
 pub async fn record_stage(
@@ -34,7 +34,7 @@ pub async fn record_stage(
         // ?9 is how far along this record is; the summary takes it only when no record
         // further along is in (ties: this newer one wins), the state only from a done one.
         // A cancelled execution's summary is final (SPEC 4.2): only its stages grow.
-        c.prepare_cached(
+        let written = c.prepare_cached(
             "INSERT INTO job_state (execution_id, state, status, worker, attempts, error, created_at, updated_at, stages_passed, state_stages_passed, stages_log)
              VALUES (?1, CASE WHEN ?2 THEN ?3 END, ?4, ?5, ?6, ?7, ?8, ?8, ?9, CASE WHEN ?2 THEN ?9 END, ?10)
              ON CONFLICT (execution_id) DO UPDATE SET
@@ -48,7 +48,9 @@ pub async fn record_stage(
                stages_log = COALESCE(stages_log, '') || ?10,
                updated_at = ?8",
         )?
-        .execute(params![id, done, state, status, worker, attempts, error, now, passed, line])
+        .execute(params![id, done, state, status, worker, attempts, error, now, passed, line])?;
+        list::index_stage(c, &id, &worker)?;
+        Ok(written)
     })
     .await
     .map(drop)
@@ -64,19 +66,13 @@ pub async fn get(
         .read(move |c| {
             let head = c
                 .query_row(
-                    "SELECT execution_id, state, status, worker, attempts, error, updated_at, stages_log FROM job_state WHERE execution_id = ?1",
+                    &format!("SELECT {HEAD_COLUMNS} FROM job_state WHERE execution_id = ?1"),
                     [&id],
                     head_row,
                 )
                 .optional()?;
             let Some(head) = head else { return Ok(None) };
-            // Stages recorded before the log existed (none in a file made since).
-            let mut query = c.prepare_cached(
-                "SELECT worker, state, status, attempts, started_at, finished_at, duration_ms, error, result, stages_passed
-                 FROM stages WHERE execution_id = ?1 ORDER BY seq",
-            )?;
-            let stages = query.query_map([&id], stage_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
-            Ok(Some((head, stages)))
+            Ok(Some((head, legacy_stages(c, &id)?)))
         })
         .await?;
     found
@@ -84,9 +80,26 @@ pub async fn get(
         .transpose()
 }
 
+/// Stages recorded before the log existed (none in a file made since).
+pub(super) fn legacy_stages(
+    c: &rusqlite::Connection,
+    execution_id: &str,
+) -> rusqlite::Result<Vec<RawStage>> {
+    let mut query = c.prepare_cached(
+        "SELECT worker, state, status, attempts, started_at, finished_at, duration_ms, error, result, stages_passed
+         FROM stages WHERE execution_id = ?1 ORDER BY seq",
+    )?;
+    let stages = query.query_map([execution_id], stage_row)?;
+    stages.collect()
+}
+
+/// The columns `head_row` reads, in its order.
+pub(super) const HEAD_COLUMNS: &str =
+    "execution_id, state, status, worker, attempts, error, updated_at, stages_log, created_at";
+
 /// A `job_state` row as SQLite returns it, before its text is read as times and statuses.
-struct RawHead {
-    execution_id: String,
+pub(super) struct RawHead {
+    pub(super) execution_id: String,
     state: Option<i64>,
     status: String,
     worker: String,
@@ -94,9 +107,10 @@ struct RawHead {
     error: Option<String>,
     updated_at: String,
     stages_log: Option<String>,
+    created_at: String,
 }
 
-fn head_row(r: &Row) -> rusqlite::Result<RawHead> {
+pub(super) fn head_row(r: &Row) -> rusqlite::Result<RawHead> {
     Ok(RawHead {
         execution_id: r.get(0)?,
         state: r.get(1)?,
@@ -106,11 +120,12 @@ fn head_row(r: &Row) -> rusqlite::Result<RawHead> {
         error: r.get(5)?,
         updated_at: r.get(6)?,
         stages_log: r.get(7)?,
+        created_at: r.get(8)?,
     })
 }
 
 impl RawHead {
-    fn into_execution(self, legacy: Vec<RawStage>) -> Result<Execution, StoreError> {
+    pub(super) fn into_execution(self, legacy: Vec<RawStage>) -> Result<Execution, StoreError> {
         let mut stages = legacy
             .into_iter()
             .map(RawStage::into_stage)
@@ -127,6 +142,7 @@ impl RawHead {
             worker: self.worker,
             attempts: self.attempts,
             error: self.error,
+            created_at: parse_ts(&self.created_at)?,
             updated_at: parse_ts(&self.updated_at)?,
             stages: in_chain_order(stages),
         })
@@ -134,7 +150,7 @@ impl RawHead {
 }
 
 /// A row of the legacy `stages` table as SQLite returns it.
-struct RawStage {
+pub(super) struct RawStage {
     worker: String,
     state: i64,
     status: String,

@@ -87,6 +87,29 @@ pub async fn delete(
     Ok(deleted == 1)
 }
 
+/// Deletes in steps of `STEP`, each a write of its own: a worker's many thousands of parked
+/// messages never hold the file's write lock for long, and the stage writes go on between.
+pub async fn delete_of(store: &EmbeddedStore, worker: &str) -> Result<u64, StoreError> {
+    const STEP: u32 = 1000;
+    let mut deleted = 0;
+    loop {
+        let worker = worker.to_string();
+        let gone = store
+            .write(move |c| {
+                c.prepare_cached(
+                    "DELETE FROM failed_messages WHERE rowid IN (
+                       SELECT rowid FROM failed_messages WHERE worker = ?1 LIMIT ?2)",
+                )?
+                .execute(params![worker, STEP])
+            })
+            .await?;
+        deleted += gone as u64;
+        if gone < STEP as usize {
+            return Ok(deleted);
+        }
+    }
+}
+
 /// A `failed_messages` row as SQLite returns it.
 struct RawParked {
     id: String,

@@ -14,6 +14,7 @@ mod cancel;
 mod executions;
 mod failed;
 mod jobs;
+mod list;
 mod lock;
 mod pauses;
 mod schema;
@@ -28,8 +29,8 @@ use chrono::{DateTime, Utc};
 use rusqlite::Connection;
 
 use super::{
-    Aged, Cancel, Cancellation, Cursor, Execution, FailedPage, JobDefinition, JobRecord,
-    ParkedMessage, RunOutcome, Sizes, Stage, Store, StoreError,
+    Aged, Cancel, Cancellation, Cursor, Execution, ExecutionPage, ExecutionQuery, FailedPage,
+    JobDefinition, JobRecord, ParkedMessage, RunOutcome, Sizes, Stage, Store, StoreError,
 };
 use crate::config::StateSync;
 use writer::Writer;
@@ -97,6 +98,10 @@ impl Store for EmbeddedStore {
         executions::get(self, execution_id).await
     }
 
+    async fn list_executions(&self, query: &ExecutionQuery) -> Result<ExecutionPage, StoreError> {
+        list::list(self, query).await
+    }
+
     async fn park(&self, message: &ParkedMessage) -> Result<(), StoreError> {
         failed::park(self, message).await
     }
@@ -120,6 +125,10 @@ impl Store for EmbeddedStore {
         if_failed_at: Option<DateTime<Utc>>,
     ) -> Result<bool, StoreError> {
         failed::delete(self, id, if_failed_at).await
+    }
+
+    async fn delete_failed_of(&self, worker: &str) -> Result<u64, StoreError> {
+        failed::delete_of(self, worker).await
     }
 
     async fn job(&self, name: &str) -> Result<Option<JobRecord>, StoreError> {

@@ -75,7 +75,10 @@ CREATE INDEX IF NOT EXISTS job_state_by_cancel ON job_state (cancelled_at)
 /// the same columns.
 pub fn create(connection: &Connection) -> rusqlite::Result<()> {
     connection.execute_batch(&format!("BEGIN IMMEDIATE; {SCHEMA}"))?;
-    match add_columns(connection).and_then(|()| connection.execute_batch(ADDED_INDEXES)) {
+    match add_columns(connection)
+        .and_then(|()| connection.execute_batch(ADDED_INDEXES))
+        .and_then(|()| super::list::create(connection))
+    {
         Ok(()) => connection.execute_batch("COMMIT;"),
         Err(e) => {
             let _ = connection.execute_batch("ROLLBACK;");

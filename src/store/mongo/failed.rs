@@ -79,6 +79,14 @@ pub async fn delete(
     Ok(result.deleted_count == 1)
 }
 
+pub async fn delete_of(failed: &Collection<Document>, worker: &str) -> Result<u64, StoreError> {
+    let result = failed
+        .delete_many(doc! {"worker": worker})
+        .await
+        .map_err(classify)?;
+    Ok(result.deleted_count)
+}
+
 fn body_document(body: &ParkedBody) -> Result<Document, StoreError> {
     Ok(match body {
         ParkedBody::Json(value) => doc! {"encoding": "json", "data": to_bson(value)?},

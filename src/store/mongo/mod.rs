@@ -9,6 +9,7 @@ mod batch;
 mod cancel;
 mod failed;
 mod jobs;
+mod list;
 mod pauses;
 
 use std::collections::BTreeSet;
@@ -23,8 +24,9 @@ use mongodb::{Client, Collection, IndexModel};
 use serde_json::Value;
 
 use super::{
-    in_chain_order, Aged, Cancel, Cancellation, Cursor, Execution, FailedPage, JobDefinition,
-    JobRecord, ParkedMessage, RunOutcome, Sizes, Stage, Status, Store, StoreError, StoredText,
+    in_chain_order, Aged, Cancel, Cancellation, Cursor, Execution, ExecutionPage, ExecutionQuery,
+    FailedPage, JobDefinition, JobRecord, ParkedMessage, RunOutcome, Sizes, Stage, Status, Store,
+    StoreError, StoredText,
 };
 use crate::config::MongoSettings;
 
@@ -96,6 +98,7 @@ impl MongoStore {
             .map_err(classify)?;
         aged::ensure_indexes(&self.job_state, &self.failed).await?;
         cancel::ensure_index(&self.job_state).await?;
+        list::ensure_indexes(&self.job_state).await?;
         jobs::ensure_indexes(&self.jobs).await
     }
 }
@@ -114,6 +117,10 @@ impl Store for MongoStore {
             .await
             .map_err(classify)?;
         found.map(|d| execution_from(&d)).transpose()
+    }
+
+    async fn list_executions(&self, query: &ExecutionQuery) -> Result<ExecutionPage, StoreError> {
+        list::list(&self.job_state, query).await
     }
 
     async fn park(&self, message: &ParkedMessage) -> Result<(), StoreError> {
@@ -139,6 +146,10 @@ impl Store for MongoStore {
         if_failed_at: Option<DateTime<Utc>>,
     ) -> Result<bool, StoreError> {
         failed::delete(&self.failed, id, if_failed_at).await
+    }
+
+    async fn delete_failed_of(&self, worker: &str) -> Result<u64, StoreError> {
+        failed::delete_of(&self.failed, worker).await
     }
 
     async fn job(&self, name: &str) -> Result<Option<JobRecord>, StoreError> {
@@ -335,7 +346,7 @@ fn to_bson(value: &Value) -> Result<Bson, StoreError> {
     bson::to_bson(value).map_err(|e| StoreError::Invalid(format!("cannot store JSON as BSON: {e}")))
 }
 
-fn execution_from(d: &Document) -> Result<Execution, StoreError> {
+pub(super) fn execution_from(d: &Document) -> Result<Execution, StoreError> {
     let stages = match d.get_array("stages") {
         Ok(stages) => stages
             .iter()
@@ -351,6 +362,7 @@ fn execution_from(d: &Document) -> Result<Execution, StoreError> {
         worker: text(d, "worker")?,
         attempts: integer(d, "attempts").unwrap_or(0) as u32,
         error: d.get_str("error").ok().map(str::to_string),
+        created_at: time(d, "createdAt")?,
         updated_at: time(d, "updatedAt")?,
         stages: in_chain_order(stages),
     })
