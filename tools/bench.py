@@ -17,6 +17,9 @@ all in one run on the local RabbitMQ, and the figures written to docs/BENCHMARKS
   7. overlap: the record and the forward side by side, from the `done` log lines, per store;
   8. celery: the same chain as two Celery 5.7 tasks (tools/celery_chain.py, the setting the
      issue names), Celery installed by scripts/celery-venv.sh, on the same broker.
+  9. list: GET /api/executions on an embedded store holding PREFILL executions (first and
+     next page of 50, plain and by status, worker, both, time), and the chain's throughput
+     with the list's indexes against the same build without them (alternating pairs).
 For each dpsd run: messages/s, the fraction of the relay, CPU seconds of dpsd and of the
 broker per 10,000 messages, and the peak resident memory of a replica.
 
@@ -98,8 +101,11 @@ def broker_pids():
 class Chain:
     """A scratch configuration with the example chain, run by `dpsd run`."""
 
-    def __init__(self, store, replicas, prefetch, dpsd=DPSD, queue_type="classic", retention=None, prefill=0, log="{level: warn}"):
+    def __init__(self, store, replicas, prefetch, dpsd=DPSD, queue_type="classic", retention=None, prefill=0,
+                 log="{level: warn}", list_indexes=True):
         self.dpsd, self.queue_type, self.retention, self.prefill = dpsd, queue_type, retention, prefill
+        # Without them (src/store/embedded/list.rs), for the list group's comparison only.
+        self.list_indexes = list_indexes
         self.id = uuid.uuid4().hex[:8]
         self.dir = tempfile.mkdtemp(prefix="dpsd-bench-")
         self.q1, self.q2 = f"bench_{self.id}.stage1", f"bench_{self.id}.stage2"
@@ -146,7 +152,11 @@ services:
         db.close()
 
     def launch(self):
-        self.daemon = subprocess.Popen([self.dpsd, "--config", f"{self.dir}/dpsd.yaml", "run"], stderr=open(f"{self.dir}/log", "w"))
+        env = dict(os.environ)
+        if not self.list_indexes:
+            env["DPSD_BENCH_WITHOUT_LIST_INDEXES"] = "1"
+        self.daemon = subprocess.Popen([self.dpsd, "--config", f"{self.dir}/dpsd.yaml", "run"], stderr=open(f"{self.dir}/log", "w"),
+                                       env=env)
         deadline = time.time() + 60
         while self.consumers() < 2 * self.replicas:
             assert time.time() < deadline, "the chain did not start"
@@ -192,10 +202,17 @@ services:
         subprocess.run(["rm", "-rf", self.dir])
 
 
-def throughput(store, replicas, n, prefetch, relay_rate, dpsd=DPSD, queue_type="classic", retention=None, prefill=0):
-    chain = Chain(store, replicas, prefetch, dpsd, queue_type, retention, prefill)
+def throughput(store, replicas, n, prefetch, relay_rate, dpsd=DPSD, queue_type="classic", retention=None, prefill=0,
+               list_indexes=True):
+    chain = Chain(store, replicas, prefetch, dpsd, queue_type, retention, prefill, list_indexes)
     try:
-        return measure(chain, n, relay_rate)
+        figures = measure(chain, n, relay_rate)
+        if store == "embedded":
+            db = sqlite3.connect(f"{chain.dir}/state/dpsd.sqlite")
+            (tables,) = db.execute("SELECT count(*) FROM sqlite_master WHERE name = 'execution_workers'").fetchone()
+            db.close()
+            assert tables == int(list_indexes), "DPSD_BENCH_WITHOUT_LIST_INDEXES was not obeyed"
+        return figures
     finally:
         chain.stop()
 
@@ -215,12 +232,15 @@ def measure(chain, n, relay_rate):
     cpu, bcpu = cpu_seconds(pids) - cpu0, cpu_seconds(broker) - bcpu0
     rss = max(peak_rss_mb(p) for p in children(chain.daemon.pid))
     rate = n / seconds
+    relay_rate = relay_rate or rate
     build = "" if chain.dpsd == DPSD else " (baseline)"
     queues = "" if chain.queue_type == "classic" else f", {chain.queue_type} queues"
     if chain.retention:
         queues += f", pruning beside it (retention {chain.retention})"
     if chain.prefill:
         queues += f", {chain.prefill:,} executions held before"
+    if not chain.list_indexes:
+        queues += ", without the list's indexes"
     return {
         "run": f"dpsd{build}, {chain.store}{queues}, replicas {chain.replicas}", "n": n, "per_second": rate, "of_relay": rate / relay_rate,
         "dpsd_cpu_per_10k": cpu * 10_000 / n, "broker_cpu_per_10k": bcpu * 10_000 / n, "replica_peak_mb": rss,
@@ -320,6 +340,141 @@ def celery(n, relay_rate):
             "per_second": rate, "of_relay": rate / relay_rate, "dpsd_cpu_per_10k": cpu * 10_000 / n}
 
 
+def fill_for_list(chain, n):
+    """Adds `n` executions to the chain's embedded store as the chain writes them, a created_at
+    every 5 ms, oldest first (the last about 80 minutes at 1,000,000): each through w1 and w2
+    with its stages in the log and the list's side table, but 1 in 100 parked at w1, 1 in
+    1,000 retrying at w1, and 1 in 1,000 through a third worker w3 too."""
+    db = sqlite3.connect(f"{chain.dir}/state/dpsd.sqlite")
+    start = time.time() - n * 0.005
+    stage = '{{"worker":"{w}","state":{s},"status":"{st}","attempts":1,"stagesPassed":{p},"startedAt":"{at}",' \
+            '"finishedAt":"{at}","durationMs":0,"error":{e},"result":"test{s}"}}\n'
+
+    def rows():
+        for i in range(n):
+            t = start + i * 0.005
+            at = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t * 1000) % 1000:03d}Z"
+            status = "parked" if i % 100 == 7 else "retrying" if i % 1000 == 3 else "done"
+            if status == "done":
+                workers = ["w1", "w2"] + (["w3"] if i % 1000 == 501 else [])
+                log = "".join(stage.format(w=w, s=k + 1, st="done", p=k, at=at, e="null") for k, w in enumerate(workers))
+                head = (2 if len(workers) == 2 else 3, "done", workers[-1])
+            else:
+                workers = ["w1"]
+                log = stage.format(w="w1", s=1, st=status, p=0, at=at, e='"down"')
+                head = (None, status, "w1")
+            yield uuid.uuid4().hex, head, at, log, workers
+
+    batch, side = [], []
+    for execution_id, (state, status, worker), at, log, workers in rows():
+        batch.append((execution_id, state, status, worker, at, at, log))
+        side.extend((w, at, execution_id) for w in workers)
+        if len(batch) == 50_000:
+            flush(db, batch, side)
+            batch, side = [], []
+    flush(db, batch, side)
+    db.close()
+    return start
+
+
+def flush(db, batch, side):
+    db.executemany("INSERT INTO job_state (execution_id, state, status, worker, attempts, created_at, updated_at, stages_log) "
+                   "VALUES (?, ?, ?, ?, 1, ?, ?, ?)", batch)
+    db.executemany("INSERT INTO execution_workers (worker, created_at, execution_id) VALUES (?, ?, ?)", side)
+    db.commit()
+
+
+LIST_QUERIES = [
+    ("newest", ""),
+    ("status=parked (1 in 100)", "status=parked"),
+    ("status=retrying (1 in 1,000)", "status=retrying"),
+    ("worker=w1 (every one)", "worker=w1"),
+    ("worker=w3 (1 in 1,000)", "worker=w3"),
+    ("status=parked&worker=w1", "status=parked&worker=w1"),
+    ("status=done&worker=w2", "status=done&worker=w2"),
+    ("worker=w2 since&until (a tenth of them, mid-way)", "worker=w2&since={since}&until={until}"),
+]
+
+
+def timed_get(chain, path):
+    started = time.perf_counter()
+    page = chain.api(path)
+    return (time.perf_counter() - started) * 1000, page
+
+
+def list_pages(prefill, prefetch):
+    """Milliseconds of GET /api/executions (limit 50) on the embedded store holding `prefill`
+    executions: for each query the first page and the next by its cursor, each the median
+    (and max) of 15 requests, measured from this client (HTTP included)."""
+    chain = Chain("embedded", 1, prefetch)
+    try:
+        chain.launch()
+        chain.stop_daemon()
+        start = fill_for_list(chain, prefill)
+        chain.launch()
+        span = prefill * 0.005
+        stamp = lambda t: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
+        results = []
+        for label, query in LIST_QUERIES:
+            query = query.format(since=stamp(start + 0.4 * span), until=stamp(start + 0.5 * span))
+            first = f"/api/executions?limit=50&{query}"
+            timed_get(chain, first)  # the cache warm, as on a dashboard that is open
+            times, page = zip(*(timed_get(chain, first) for _ in range(15)))
+            page = page[0]
+            assert len(page["items"]) == 50 and page["next"], f"{label}: {len(page['items'])} items"
+            following = f"{first}&cursor={page['next']}"
+            next_times, next_page = zip(*(timed_get(chain, following) for _ in range(15)))
+            assert len(next_page[0]["items"]) == 50, f"{label}: the next page has {len(next_page[0]['items'])} items"
+            results.append({"query": label, "first_ms": statistics.median(times), "first_max_ms": max(times),
+                            "next_ms": statistics.median(next_times), "next_max_ms": max(next_times)})
+            print(results[-1], flush=True)
+        return results
+    finally:
+        chain.stop()
+
+
+def list_section(args, pages, rows):
+    lines = [
+        f"## The list of executions (`make bench`, group `list`; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())})",
+        "",
+        f"`GET /api/executions?limit=50` on the embedded store holding {args.prefill:,} executions (written by "
+        "`fill_for_list`: one every 5 ms, through w1 and w2, 1 in 100 parked, 1 in 1,000 retrying, 1 in 1,000 "
+        "through w3 too), release build, measured from the client over HTTP: median (max) of 15 requests, the "
+        "first page and the next by its cursor. Target: under 50 ms.",
+        "",
+        "| query | first page ms | next page ms |",
+        "|---|---|---|",
+        *(f"| `{p['query']}` | {p['first_ms']:.1f} ({p['first_max_ms']:.1f}) | {p['next_ms']:.1f} ({p['next_max_ms']:.1f}) |"
+          for p in pages),
+        "",
+        f"The chain (embedded, replicas 2, {args.n:,} messages) with the list's indexes and without them "
+        "(`DPSD_BENCH_WITHOUT_LIST_INDEXES=1`: no `job_state_by_creation`, `job_state_by_status`, "
+        "`execution_workers`), alternating, same build:",
+        "",
+        "| run | msg/s | dpsd CPU s / 10k msg |",
+        "|---|---|---|",
+        *(f"| {r['run']} | {r['per_second']:,.0f} | {r['dpsd_cpu_per_10k']:.1f} |" for r in rows),
+        "",
+    ]
+    with_, without = ([r["per_second"] for r in rows if ("without" in r["run"]) == w] for w in (False, True))
+    if with_ and without:
+        ratio = statistics.median(with_) / statistics.median(without)
+        lines += [f"Median with / median without: {ratio:.3f}.", ""]
+    return "\n".join(lines)
+
+
+def list_group(args):
+    pages = list_pages(args.prefill, args.prefetch)
+    rows = []
+    for _ in range(4):
+        for indexes in (True, False):
+            rows.append(throughput("embedded", 2, args.n, args.prefetch, None, list_indexes=indexes))
+            print(rows[-1], flush=True)
+    section = list_section(args, pages, rows)
+    print(section)
+    return section
+
+
 def relay(n, prefetch):
     out = subprocess.run([RELAY, AMQP, str(n), str(prefetch)], capture_output=True, text=True, check=True).stdout
     return json.loads(out)["per_second"]
@@ -391,7 +546,22 @@ def write(args, rows, store, latencies, overlaps):
     print(section)
 
 
-GROUPS = ("chain", "quorum", "retention", "store", "paced", "celery", "overlap")
+def replace_section(path, heading, section):
+    """Puts `section` where the section starting with `heading` is, or after the latest run."""
+    with open(path) as f:
+        text = f.read()
+    start = text.find(heading)
+    if start < 0:
+        start = text.find("\n## ", text.find("## `make bench` (latest run)") + 1) + 1
+        end = start
+    else:
+        end = text.find("\n## ", start + 1) + 1 or len(text)
+    text = text[:start] + section + "\n" + text[end:]
+    with open(path, "w") as f:
+        f.write(text)
+
+
+GROUPS = ("chain", "quorum", "retention", "store", "paced", "celery", "overlap", "list")
 
 
 def main():
@@ -407,6 +577,9 @@ def main():
     args = parser.parse_args()
     only = set(args.only.split(",")) if args.only else set(GROUPS)
     assert only <= set(GROUPS), f"--only takes {GROUPS}"
+    list_figures = list_group(args) if "list" in only else None
+    if not only & {"chain", "quorum", "retention", "store", "paced", "celery", "overlap"}:
+        return
     limit = statistics.median(relay(args.n, args.prefetch) for _ in range(3))
     rows = [{"run": "bare amqprs relay (the limit)", "n": args.n, "per_second": limit, "of_relay": 1.0}]
 
@@ -449,6 +622,7 @@ def main():
     print(latencies, flush=True)
     if only == set(GROUPS):
         write(args, rows, store, latencies, overlaps)
+        replace_section(args.out, "## The list of executions", list_figures)
 
 
 if __name__ == "__main__":

@@ -325,4 +325,42 @@ mod tests {
             assert_eq!(found, ["old"], "by {worker}");
         }
     }
+
+    /// The side table holds no entry of a deleted execution (a join would hide it, but the
+    /// table would only grow).
+    #[tokio::test]
+    async fn a_deleted_execution_takes_its_entries_with_it() {
+        use crate::store::{Stage, Status, Store};
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store =
+            EmbeddedStore::open(dir.path(), crate::config::StateSync::Normal).expect("open");
+        let now = chrono::Utc::now();
+        for (worker, passed) in [("a", 0), ("b", 1), ("b", 1)] {
+            let stage = Stage {
+                worker: worker.into(),
+                state: 1,
+                status: Status::Done,
+                attempts: 1,
+                stages_passed: passed,
+                started_at: now,
+                finished_at: now,
+                duration_ms: 0,
+                error: None,
+                result: None,
+            };
+            store.record_stage("x", &stage).await.expect("write");
+        }
+        let entries = |store: &EmbeddedStore| {
+            let c = Connection::open(&store.path).expect("open");
+            c.query_row("SELECT count(*) FROM execution_workers", [], |r| {
+                r.get::<_, i64>(0)
+            })
+            .expect("count")
+        };
+        assert_eq!(entries(&store), 2);
+        let far = now + chrono::Duration::hours(1);
+        let aged = store.aged(None, far, 10).await.expect("scan");
+        assert_eq!(store.delete_executions(&aged).await.expect("delete"), 1);
+        assert_eq!(entries(&store), 0);
+    }
 }
