@@ -15,6 +15,7 @@ mod failed;
 mod jobs;
 mod lock;
 mod pauses;
+mod rate;
 mod schema;
 mod writer;
 
@@ -26,10 +27,10 @@ use chrono::{DateTime, Utc};
 use rusqlite::Connection;
 
 use super::{
-    Aged, Cursor, Execution, FailedPage, JobDefinition, JobRecord, ParkedMessage, RunOutcome,
-    Sizes, Stage, Store, StoreError,
+    Aged, Cursor, Execution, FailedPage, JobDefinition, JobRecord, ParkedMessage, RateSlot,
+    RunOutcome, Sizes, Stage, Store, StoreError,
 };
-use crate::config::StateSync;
+use crate::config::{RateLimit, StateSync};
 use writer::Writer;
 
 /// The file's name in `state_dir`.
@@ -226,6 +227,15 @@ impl Store for EmbeddedStore {
 
     async fn paused_workers(&self) -> Result<Vec<String>, StoreError> {
         pauses::list(self).await
+    }
+
+    async fn take_rate_slot(
+        &self,
+        worker: &str,
+        limit: &RateLimit,
+        now: DateTime<Utc>,
+    ) -> Result<RateSlot, StoreError> {
+        rate::take(self, worker, limit, now).await
     }
 
     async fn close(&self) {

@@ -9,6 +9,7 @@ mod batch;
 mod failed;
 mod jobs;
 mod pauses;
+mod rate;
 
 use std::time::Duration;
 
@@ -22,9 +23,9 @@ use serde_json::Value;
 
 use super::{
     in_chain_order, Aged, Cursor, Execution, FailedPage, JobDefinition, JobRecord, ParkedMessage,
-    RunOutcome, Sizes, Stage, Status, Store, StoreError, StoredText,
+    RateSlot, RunOutcome, Sizes, Stage, Status, Store, StoreError, StoredText,
 };
-use crate::config::MongoSettings;
+use crate::config::{MongoSettings, RateLimit};
 
 const DUPLICATE_KEY: i32 = 11000;
 /// Server error codes that say the data itself is refused, so that no retry can help:
@@ -237,6 +238,16 @@ impl Store for MongoStore {
 
     async fn paused_workers(&self) -> Result<Vec<String>, StoreError> {
         pauses::list(&self.pauses).await
+    }
+
+    async fn take_rate_slot(
+        &self,
+        worker: &str,
+        limit: &RateLimit,
+        now: DateTime<Utc>,
+    ) -> Result<RateSlot, StoreError> {
+        let rates = self.db.collection(rate::COLLECTION);
+        rate::take(&rates, worker, limit, now).await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
