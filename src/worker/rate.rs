@@ -1,0 +1,239 @@
+//! Waiting for a rate limit (SPEC 4.5) before a message's services start. The store keeps a
+//! sliding log of the worker's starts, shared by every replica on every host
+//! (`Store::take_rate_slot`); a replica asks it before each start and, while the window is
+//! full, sleeps until the oldest start leaves it. A wait is not an attempt: nothing is
+//! recorded, the message's attempt number is untouched.
+//!
+//! No delivery is held anywhere near RabbitMQ's `consumer_timeout` (30 minutes by default):
+//! the prefetch is bounded to about a minute of the rate ([`prefetch`]), and a message that
+//! still waited [`WAIT_AT_MOST`] goes back to the queue as a fresh copy ([`Turns::wait`]).
+//! Workers without `rate_limit` have no `Turns` and pay nothing.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use tokio::sync::{watch, Mutex};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use super::counters::Counters;
+use super::handler::{Delivery, Forward, Handler, Headers, Verdict};
+use crate::backoff::Backoff;
+use crate::config::{RateLimit, WorkerDef};
+use crate::message::headers;
+use crate::store::{RateSlot, Store};
+
+/// The longest a message waits in a replica for its turn before it is handed back: far
+/// below `consumer_timeout`, and long enough that a message goes round the queue at most a
+/// few times an hour.
+pub const WAIT_AT_MOST: Duration = Duration::from_secs(300);
+
+/// A rate-limited replica prefetches about this much of its share of the rate.
+const PREFETCHED_FOR: Duration = Duration::from_secs(60);
+
+/// Replicas woken by the same start leaving the window spread their asks over this much.
+const JITTER: Duration = Duration::from_millis(20);
+
+/// How long a replica waits for a store it cannot reach before asking again.
+const STORE_RETRY: Backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+
+/// The prefetch a session asks RabbitMQ for: the worker's, or for a rate-limited worker at
+/// most what this replica's share of the rate (the rate over the worker's replicas on one
+/// host) starts in [`PREFETCHED_FOR`], and at least 1. More would only wait in the replica.
+pub fn prefetch(def: &WorkerDef) -> u16 {
+    let Some(limit) = def.rate_limit else {
+        return def.prefetch;
+    };
+    let starts = f64::from(limit.max) * PREFETCHED_FOR.as_secs_f64() / limit.per.as_secs_f64();
+    let share = (starts / f64::from(def.replicas.max(1))).ceil();
+    share.clamp(1.0, f64::from(def.prefetch)) as u16
+}
+
+/// How a wait ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Turn {
+    /// The start is logged: the services may start.
+    Start,
+    /// The worker was paused, or the replica is stopping: the message goes back at once,
+    /// as prefetched messages do (SPEC 4.5).
+    Interrupted,
+    /// [`WAIT_AT_MOST`] passed without a turn.
+    TooLong,
+}
+
+/// One replica's side of its worker's rate limit, for one session: what a message waits on
+/// and what interrupts a wait. Cloned into each message's task.
+#[derive(Clone)]
+pub struct Turns {
+    gate: Arc<Gate>,
+    paused: watch::Receiver<bool>,
+    stopping: CancellationToken,
+}
+
+struct Gate {
+    store: Arc<dyn Store>,
+    worker: String,
+    queue: String,
+    limit: RateLimit,
+    counters: Arc<Counters>,
+    /// The replica's messages ask the store one at a time, in the order they came: the
+    /// others wait here, not in a poll of the store each.
+    asking: Mutex<()>,
+}
+
+impl Turns {
+    /// None for a worker without `rate_limit`.
+    pub fn new(
+        handler: &Handler,
+        paused: &watch::Receiver<bool>,
+        stopping: &CancellationToken,
+    ) -> Option<Turns> {
+        let limit = handler.def.rate_limit?;
+        let gate = Gate {
+            store: handler.store.clone(),
+            worker: handler.def.name.clone(),
+            queue: handler.def.queue.clone(),
+            limit,
+            counters: handler.counters.clone(),
+            asking: Mutex::new(()),
+        };
+        Some(Turns {
+            gate: Arc::new(gate),
+            paused: paused.clone(),
+            stopping: stopping.clone(),
+        })
+    }
+
+    /// Waits for the message's turn. None: its services may start. Some: what to tell the
+    /// broker instead, the message having gone back to the queue — requeued when the worker
+    /// is paused or the replica stops, or after [`WAIT_AT_MOST`] republished as a copy and
+    /// acked: a requeue would count as a delivery of a quorum queue's message and, repeated,
+    /// park it for being handed out too often (`amqp.delivery_limit`).
+    pub async fn wait(&self, delivery: &Delivery, forward: &dyn Forward) -> Option<Verdict> {
+        let began = Instant::now();
+        let turn = tokio::select! {
+            turn = self.gate.take(began + WAIT_AT_MOST) => turn,
+            () = paused(self.paused.clone()) => Turn::Interrupted,
+            () = self.stopping.cancelled() => Turn::Interrupted,
+        };
+        self.gate.counters.rate_waited(began.elapsed());
+        match turn {
+            Turn::Start => None,
+            Turn::Interrupted => Some(Verdict::Requeue),
+            Turn::TooLong => Some(self.gate.hand_back(delivery, forward).await),
+        }
+    }
+}
+
+impl Gate {
+    /// Asks the store until it logs a start, or `deadline` comes.
+    async fn take(&self, deadline: Instant) -> Turn {
+        let Ok(_asking) = tokio::time::timeout_at(deadline.into(), self.asking.lock()).await else {
+            return Turn::TooLong;
+        };
+        let mut unavailable = STORE_RETRY.retries();
+        loop {
+            let now = Utc::now();
+            let pause = match self
+                .store
+                .take_rate_slot(&self.worker, &self.limit, now)
+                .await
+            {
+                Ok(RateSlot::Taken) => return Turn::Start,
+                Ok(RateSlot::Full { until }) => {
+                    unavailable.reset();
+                    (until - now).to_std().unwrap_or_default() + jitter()
+                }
+                Err(e) => {
+                    warn!("cannot take a turn of the rate limit, asking again: {e}");
+                    unavailable.next_delay()
+                }
+            };
+            let wake = Instant::now() + pause;
+            if wake >= deadline {
+                // Waiting out the bound, not handing back at once: else a message whose
+                // turn is far off would circle through the queue without a pause.
+                tokio::time::sleep_until(deadline.into()).await;
+                return Turn::TooLong;
+            }
+            tokio::time::sleep_until(wake.into()).await;
+        }
+    }
+
+    /// Publishes a copy of the message to the worker's queue, its headers kept (a copy of a
+    /// redelivery carries the reforward mark, so that it is checked against the store as
+    /// the redelivery would have been), then acks the original. Requeued when the copy
+    /// cannot be published.
+    async fn hand_back(&self, delivery: &Delivery, forward: &dyn Forward) -> Verdict {
+        let mut marks = Headers::from([(headers::STAGES, delivery.stages_passed.to_string())]);
+        if delivery.attempt > 1 {
+            marks.insert(headers::ATTEMPT, delivery.attempt.to_string());
+        }
+        if delivery.redelivered || delivery.reforwarded {
+            marks.insert(headers::REFORWARD, "1".to_string());
+        }
+        match forward
+            .publish(&self.queue, delivery.body.clone(), &marks)
+            .await
+        {
+            Ok(()) => {
+                info!(
+                    waited_s = WAIT_AT_MOST.as_secs(),
+                    "no turn of the rate limit: message handed back to the queue"
+                );
+                Verdict::Ack
+            }
+            Err(e) => {
+                warn!("cannot hand the message back as a copy ({e}): requeued");
+                Verdict::Requeue
+            }
+        }
+    }
+}
+
+/// Resolves once the worker is paused (never, when the pause can no longer be watched).
+async fn paused(mut paused: watch::Receiver<bool>) {
+    if paused.wait_for(|paused| *paused).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// A fraction of [`JITTER`], different for each ask.
+fn jitter() -> Duration {
+    let random = uuid::Uuid::new_v4().as_u128() as u64;
+    Duration::from_micros(random % JITTER.as_micros() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limited(max: u32, per: Duration, replicas: u32, prefetch: u16) -> WorkerDef {
+        WorkerDef {
+            rate_limit: Some(RateLimit { max, per }),
+            replicas,
+            prefetch,
+            ..WorkerDef::example("w", "q")
+        }
+    }
+
+    #[test]
+    fn the_prefetch_holds_about_a_minute_of_a_replicas_share() {
+        let minute = Duration::from_secs(60);
+        assert_eq!(prefetch(&WorkerDef::example("w", "q")), 10, "no limit");
+        // 100 a minute over 4 replicas: 25 each, more than the worker's 10.
+        assert_eq!(prefetch(&limited(100, minute, 4, 10)), 10);
+        // 5 a second over 2 replicas: 150 each, capped by the worker's.
+        assert_eq!(prefetch(&limited(5, Duration::from_secs(1), 2, 50)), 50);
+        // 10 an hour over 3 replicas: a fraction of one, so one.
+        assert_eq!(prefetch(&limited(10, minute * 60, 3, 10)), 1);
+        // 6 a minute over 4: 1.5, rounded up.
+        assert_eq!(prefetch(&limited(6, minute, 4, 10)), 2);
+    }
+
+    #[test]
+    fn jitter_stays_within_its_bound() {
+        assert!((0..100).map(|_| jitter()).all(|j| j < JITTER));
+    }
+}
