@@ -77,6 +77,8 @@ struct Gate {
     queue: String,
     limit: RateLimit,
     counters: Arc<Counters>,
+    /// [`WAIT_AT_MOST`], shorter in tests.
+    wait_at_most: Duration,
     /// The replica's messages ask the store one at a time, in the order they came: the
     /// others wait here, not in a poll of the store each.
     asking: Mutex<()>,
@@ -96,6 +98,7 @@ impl Turns {
             queue: handler.def.queue.clone(),
             limit,
             counters: handler.counters.clone(),
+            wait_at_most: WAIT_AT_MOST,
             asking: Mutex::new(()),
         };
         Some(Turns {
@@ -113,7 +116,7 @@ impl Turns {
     pub async fn wait(&self, delivery: &Delivery, forward: &dyn Forward) -> Option<Verdict> {
         let began = Instant::now();
         let turn = tokio::select! {
-            turn = self.gate.take(began + WAIT_AT_MOST) => turn,
+            turn = self.gate.take(began + self.gate.wait_at_most) => turn,
             () = paused(self.paused.clone()) => Turn::Interrupted,
             () = self.stopping.cancelled() => Turn::Interrupted,
         };
@@ -179,7 +182,7 @@ impl Gate {
         {
             Ok(()) => {
                 info!(
-                    waited_s = WAIT_AT_MOST.as_secs(),
+                    waited_s = self.wait_at_most.as_secs(),
                     "no turn of the rate limit: message handed back to the queue"
                 );
                 Verdict::Ack
@@ -208,6 +211,161 @@ fn jitter() -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::broker::BrokerError;
+    use crate::store::EmbeddedStore;
+
+    /// Records what is published, or refuses it all.
+    #[derive(Default)]
+    struct Recorder {
+        refuse: bool,
+        sent: std::sync::Mutex<Vec<(String, Vec<u8>, Headers)>>,
+    }
+
+    #[async_trait::async_trait]
+    impl Forward for Recorder {
+        async fn publish(
+            &self,
+            queue: &str,
+            body: Vec<u8>,
+            headers: &Headers,
+        ) -> Result<(), BrokerError> {
+            if self.refuse {
+                return Err(BrokerError::Lost("refused by the test"));
+            }
+            let mut sent = self.sent.lock().unwrap_or_else(|p| p.into_inner());
+            sent.push((queue.to_string(), body, headers.clone()));
+            Ok(())
+        }
+    }
+
+    /// Turns of worker `w` (queue `q`) at `max` per `per` on an embedded store of its own,
+    /// giving up after `wait_at_most`; and the sender of its pause.
+    struct World {
+        turns: Turns,
+        pause: watch::Sender<bool>,
+        _dir: tempfile::TempDir,
+    }
+
+    fn world(max: u32, per: Duration, wait_at_most: Duration) -> World {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = EmbeddedStore::open(dir.path(), Default::default()).expect("store");
+        let (pause, paused) = watch::channel(false);
+        let gate = Gate {
+            store: Arc::new(store),
+            worker: "w".into(),
+            queue: "q".into(),
+            limit: RateLimit { max, per },
+            counters: Arc::new(Counters::default()),
+            wait_at_most,
+            asking: Mutex::new(()),
+        };
+        let turns = Turns {
+            gate: Arc::new(gate),
+            paused,
+            stopping: CancellationToken::new(),
+        };
+        World {
+            turns,
+            pause,
+            _dir: dir,
+        }
+    }
+
+    fn delivery() -> Delivery {
+        Delivery {
+            body: br#"{"executionId": "e1"}"#.to_vec(),
+            redelivered: true,
+            reforwarded: false,
+            attempt: 3,
+            stages_passed: 2,
+            returned: 0,
+        }
+    }
+
+    #[tokio::test]
+    async fn turns_come_within_the_limit_and_the_wait_is_counted() {
+        let world = world(2, Duration::from_millis(300), WAIT_AT_MOST);
+        let recorder = Recorder::default();
+        let began = Instant::now();
+        let message = delivery();
+        let waits = (0..4).map(|_| world.turns.wait(&message, &recorder));
+        let verdicts = futures::future::join_all(waits).await;
+        assert_eq!(
+            verdicts,
+            [None, None, None, None],
+            "all start, none handed back"
+        );
+        // The third needs the first start out of its window.
+        assert!(
+            began.elapsed() >= Duration::from_millis(300),
+            "{:?}",
+            began.elapsed()
+        );
+        let waited = world.turns.gate.counters.totals().rate_limit_wait_seconds;
+        assert!(waited >= 0.3, "waited {waited} s");
+        assert!(recorder.sent.lock().expect("lock").is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_message_without_a_turn_goes_back_as_a_copy_with_its_marks() {
+        let world = world(1, Duration::from_secs(3600), Duration::from_millis(200));
+        let recorder = Recorder::default();
+        let message = delivery();
+        assert_eq!(world.turns.wait(&message, &recorder).await, None);
+        let began = Instant::now();
+        assert_eq!(
+            world.turns.wait(&message, &recorder).await,
+            Some(Verdict::Ack),
+            "the copy is confirmed: the delivery is done with"
+        );
+        assert!(
+            began.elapsed() >= Duration::from_millis(200),
+            "waited out the bound"
+        );
+        let sent = recorder.sent.lock().expect("lock").clone();
+        assert_eq!(sent.len(), 1);
+        let (queue, body, marks) = &sent[0];
+        assert_eq!((queue.as_str(), body), ("q", &message.body));
+        let mark = |name| marks.get(name).map(String::as_str);
+        assert_eq!(
+            (
+                mark(headers::ATTEMPT),
+                mark(headers::STAGES),
+                mark(headers::REFORWARD)
+            ),
+            (Some("3"), Some("2"), Some("1"))
+        );
+        let refusing = Recorder {
+            refuse: true,
+            ..Recorder::default()
+        };
+        assert_eq!(
+            world.turns.wait(&message, &refusing).await,
+            Some(Verdict::Requeue),
+            "no copy, so the delivery itself goes back"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_pause_sends_a_waiting_message_back_at_once() {
+        let world = world(1, Duration::from_secs(3600), WAIT_AT_MOST);
+        let recorder = Recorder::default();
+        let message = delivery();
+        assert_eq!(world.turns.wait(&message, &recorder).await, None);
+        let pause = async {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            world.pause.send_replace(true);
+        };
+        let began = Instant::now();
+        let (verdict, ()) = tokio::join!(world.turns.wait(&message, &recorder), pause);
+        assert_eq!(verdict, Some(Verdict::Requeue));
+        assert!(
+            began.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            began.elapsed()
+        );
+        assert!(recorder.sent.lock().expect("lock").is_empty());
+    }
 
     fn limited(max: u32, per: Duration, replicas: u32, prefetch: u16) -> WorkerDef {
         WorkerDef {
