@@ -68,6 +68,11 @@ fn fullest_window(starts: &[DateTime<Utc>]) -> usize {
 
 fn assert_rate_held(starts: &[DateTime<Utc>]) {
     let fullest = fullest_window(starts);
+    let span = starts.last().zip(starts.first()).map(|(l, f)| *l - *f);
+    eprintln!(
+        "{} starts over {span:?}, at most {fullest} in a window of {PER:?}",
+        starts.len()
+    );
     assert!(
         fullest <= MAX + 1,
         "{fullest} starts in one window of {PER:?} (limit {MAX}): {starts:?}"

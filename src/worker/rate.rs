@@ -35,6 +35,14 @@ const PREFETCHED_FOR: Duration = Duration::from_secs(60);
 /// Replicas woken by the same start leaving the window spread their asks over this much.
 const JITTER: Duration = Duration::from_millis(20);
 
+/// The window a replica asks the store about is longer than `per` by this share of it (at
+/// most [`GUARD_AT_MOST`]). A start is logged at the time it was asked for, and begins when the
+/// answer is back: when the answers of one window's starts come back later than those of the
+/// next (the store busier then), the starts themselves would be closer than `per`. The guard
+/// absorbs that much difference, for a rate that much lower.
+const GUARD_SHARE: u32 = 20;
+const GUARD_AT_MOST: Duration = Duration::from_millis(50);
+
 /// How long a replica waits for a store it cannot reach before asking again.
 const STORE_RETRY: Backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
 
@@ -91,7 +99,7 @@ impl Turns {
         paused: &watch::Receiver<bool>,
         stopping: &CancellationToken,
     ) -> Option<Turns> {
-        let limit = handler.def.rate_limit?;
+        let limit = guarded(handler.def.rate_limit?);
         let gate = Gate {
             store: handler.store.clone(),
             worker: handler.def.name.clone(),
@@ -192,6 +200,15 @@ impl Gate {
                 Verdict::Requeue
             }
         }
+    }
+}
+
+/// The limit with its window lengthened by the guard.
+fn guarded(limit: RateLimit) -> RateLimit {
+    let guard = (limit.per / GUARD_SHARE).min(GUARD_AT_MOST);
+    RateLimit {
+        per: limit.per + guard,
+        ..limit
     }
 }
 
@@ -388,6 +405,20 @@ mod tests {
         assert_eq!(prefetch(&limited(10, minute * 60, 3, 10)), 1);
         // 6 a minute over 4: 1.5, rounded up.
         assert_eq!(prefetch(&limited(6, minute, 4, 10)), 2);
+    }
+
+    #[test]
+    fn the_window_asked_about_is_a_little_longer() {
+        let per = |ms| {
+            guarded(RateLimit {
+                max: 5,
+                per: Duration::from_millis(ms),
+            })
+            .per
+        };
+        assert_eq!(per(1000), Duration::from_millis(1050));
+        assert_eq!(per(100), Duration::from_millis(105));
+        assert_eq!(per(60_000), Duration::from_millis(60_050));
     }
 
     #[test]
