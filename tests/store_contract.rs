@@ -4,10 +4,10 @@
 use std::sync::Arc;
 
 use chrono::{Duration, DurationRound, Utc};
-use dpsd::config::{CatchUp, JobKind, MongoSettings};
+use dpsd::config::{CatchUp, JobKind, MongoSettings, RateLimit};
 use dpsd::store::{
     Cancel, EmbeddedStore, Execution, ExecutionQuery, JobDefinition, MongoStore, ParkedBody,
-    ParkedMessage, RunOutcome, RunStatus, Stage, Status, Store,
+    ParkedMessage, RateSlot, RunOutcome, RunStatus, Stage, Status, Store,
 };
 
 /// A pause that moves the stores' millisecond clocks on.
@@ -992,6 +992,98 @@ async fn a_workers_parked_messages_are_deleted_together(store: &dyn Store) {
     assert_eq!(store.delete_failed_of("w1").await.expect("again"), 0);
 }
 
+fn per_second(max: u32) -> RateLimit {
+    RateLimit {
+        max,
+        per: std::time::Duration::from_secs(1),
+    }
+}
+
+async fn a_rate_limit_admits_max_starts_per_window_and_says_when_there_is_room(store: &dyn Store) {
+    let t0 = now();
+    let ms = Duration::milliseconds;
+    let limit = per_second(3);
+    let take = |worker: &'static str, at| async move {
+        store
+            .take_rate_slot(worker, &limit, at)
+            .await
+            .expect("take")
+    };
+    for at in [t0, t0 + ms(100), t0 + ms(200)] {
+        assert_eq!(take("w", at).await, RateSlot::Taken);
+    }
+    let full_until = |at| RateSlot::Full { until: at };
+    assert_eq!(take("w", t0 + ms(300)).await, full_until(t0 + ms(1000)));
+    assert_eq!(take("w", t0 + ms(999)).await, full_until(t0 + ms(1000)));
+    assert_eq!(
+        take("other", t0 + ms(300)).await,
+        RateSlot::Taken,
+        "each worker has its own"
+    );
+    // The window is (now - per, now]: the first start leaves it a full second after.
+    assert_eq!(take("w", t0 + ms(1000)).await, RateSlot::Taken);
+    assert_eq!(take("w", t0 + ms(1050)).await, full_until(t0 + ms(1100)));
+    // A start whose clock is behind (another host's) counts the newer ones too.
+    assert_eq!(take("w", t0 + ms(500)).await, full_until(t0 + ms(1100)));
+}
+
+async fn a_rate_limit_edited_counts_from_the_newest_starts(store: &dyn Store) {
+    let t0 = now();
+    let ms = Duration::milliseconds;
+    for i in 0..5 {
+        let taken = store.take_rate_slot("w", &per_second(5), t0 + ms(i)).await;
+        assert_eq!(taken.expect("take"), RateSlot::Taken);
+    }
+    let smaller = store.take_rate_slot("w", &per_second(2), t0 + ms(10)).await;
+    assert_eq!(
+        smaller.expect("take"),
+        RateSlot::Full {
+            until: t0 + ms(1003)
+        }
+    );
+    let larger = store.take_rate_slot("w", &per_second(8), t0 + ms(10)).await;
+    assert_eq!(larger.expect("take"), RateSlot::Taken);
+}
+
+/// Twenty starts at once for five places: five are taken. (A full answer whose window has
+/// room already, as when two first starts race to create the log, is asked again.)
+async fn concurrent_starts_never_overfill_a_window(store: &dyn Store) {
+    let at = now();
+    let limit = per_second(5);
+    let one = || async {
+        loop {
+            match store.take_rate_slot("w", &limit, at).await.expect("take") {
+                RateSlot::Taken => return true,
+                RateSlot::Full { until } if until <= at => continue,
+                RateSlot::Full { .. } => return false,
+            }
+        }
+    };
+    let outcomes = futures::future::join_all((0..20).map(|_| one())).await;
+    assert_eq!(outcomes.iter().filter(|taken| **taken).count(), 5);
+}
+
+/// One caller taking starts back to back, as one replica does: every one of `max` is taken,
+/// the next is not. Prints the rate (docs/configuration.md quotes it).
+async fn starts_back_to_back_are_all_taken_up_to_max(store: &dyn Store) {
+    let limit = RateLimit {
+        max: 300,
+        per: std::time::Duration::from_secs(600),
+    };
+    let began = std::time::Instant::now();
+    for i in 0..limit.max {
+        let taken = store.take_rate_slot("w", &limit, Utc::now()).await;
+        assert_eq!(taken.expect("take"), RateSlot::Taken, "start {i}");
+    }
+    let rate = f64::from(limit.max) / began.elapsed().as_secs_f64();
+    eprintln!(
+        "rate limit: {rate:.0} starts/s back to back, {} in the log",
+        limit.max
+    );
+    let next = store.take_rate_slot("w", &limit, Utc::now()).await;
+    assert!(matches!(next.expect("take"), RateSlot::Full { .. }));
+}
+
 macro_rules! contract {
     ($($case:ident),* $(,)?) => {
         mod on_mongodb {
@@ -1029,4 +1121,8 @@ contract!(
     executions_are_filtered_by_status_worker_and_time,
     a_deleted_execution_leaves_every_list,
     a_workers_parked_messages_are_deleted_together,
+    a_rate_limit_admits_max_starts_per_window_and_says_when_there_is_room,
+    a_rate_limit_edited_counts_from_the_newest_starts,
+    concurrent_starts_never_overfill_a_window,
+    starts_back_to_back_are_all_taken_up_to_max,
 );

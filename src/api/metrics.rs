@@ -125,6 +125,11 @@ pub(super) fn families(
             "Deliveries of cancelled executions acked without (finishing) their services.",
             per_worker(&|w| w.counters.cancelled as f64),
         ),
+        counter(
+            "dpsd_rate_limit_wait_seconds_total",
+            "Time messages waited for a turn of the worker's rate limit, summed over messages.",
+            per_worker(&|w| w.counters.rate_limit_wait_seconds),
+        ),
         gauge(
             "dpsd_messages_in_flight",
             "Messages being handled now.",

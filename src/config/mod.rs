@@ -5,6 +5,7 @@
 mod amqp;
 mod job;
 mod problem;
+mod rate;
 mod replica;
 mod retention;
 mod retry;
@@ -29,6 +30,7 @@ pub use amqp::{
 };
 pub use job::{load_job, JobAction, JobDef};
 pub use problem::{line_of, Problem, Problems};
+pub use rate::{RateLimit, MAX_RATE};
 pub use replica::{ReplicaRuntime, ReplicaSpec};
 pub use retention::RetentionSettings;
 pub use retry::{delay_queue, RetryPolicy};

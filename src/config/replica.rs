@@ -129,6 +129,10 @@ mod tests {
             }),
             queue_type: QueueType::Quorum,
             follow_queue_type: QueueType::Classic,
+            rate_limit: Some(crate::config::RateLimit {
+                max: 5,
+                per: Duration::from_millis(1500),
+            }),
         };
         let settings = Settings::default();
         ReplicaSpec {

@@ -12,6 +12,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use super::amqp::{AmqpSettings, QueueType, QueueTypes};
 use super::problem::{Problem, Problems};
+use super::rate::{RateLimit, RateLimitFile};
 use super::retry::{delay_queue, RetryPolicy};
 use super::service::{ServiceDef, ServiceSpec};
 
@@ -35,6 +36,8 @@ struct WorkerFile {
     retry: Option<RetryFile>,
     #[serde(default)]
     queue_type: Option<QueueType>,
+    #[serde(default)]
+    rate_limit: Option<RateLimitFile>,
 }
 
 fn one() -> u32 {
@@ -143,6 +146,9 @@ pub struct WorkerDef {
     pub queue_type: QueueType,
     /// The type of `follow_queue`: its consumer's (SPEC 3.3), set by [`resolve_follow_types`].
     pub follow_queue_type: QueueType,
+    /// None: messages start as fast as they come (SPEC 4.5).
+    #[serde(default)]
+    pub rate_limit: Option<RateLimit>,
 }
 
 #[cfg(test)]
@@ -162,6 +168,7 @@ impl WorkerDef {
             retry: None,
             queue_type: QueueType::Classic,
             follow_queue_type: QueueType::Classic,
+            rate_limit: None,
         }
     }
 }
@@ -239,6 +246,13 @@ pub fn parse_worker(
     {
         problems.push(Problem::near(path, text, "retry", message));
     }
+    let rate_limit = match file.rate_limit.as_ref().map(RateLimitFile::validate) {
+        Some(Err(message)) => {
+            problems.push(Problem::near(path, text, "rate_limit", message));
+            None
+        }
+        valid => valid.and_then(Result::ok),
+    };
     let base = path.parent().unwrap_or(Path::new("."));
     let mut services = Vec::new();
     for (i, service) in file.services.iter().enumerate() {
@@ -259,6 +273,7 @@ pub fn parse_worker(
         retry,
         queue_type: file.queue_type.unwrap_or(amqp.queue_type),
         follow_queue_type: amqp.queue_type,
+        rate_limit,
     })
 }
 
@@ -489,6 +504,36 @@ mod tests {
         // The longest delay counts: `.retry.600000ms` (15 bytes) once the cap is reached.
         let err = worker(&queue, "retry: {max_attempts: 20}\n").unwrap_err();
         assert!(err.0[0].message.contains("600000ms"), "{err}");
+    }
+
+    #[test]
+    fn a_rate_limit_is_read_and_a_bad_one_reported_on_its_line() {
+        let w = load("queue: a\njob_state: 1\nservices: [svc1]\nrate_limit: {max: 100, per: 1m}\n")
+            .expect("valid");
+        let limit = w.rate_limit.expect("rate limit");
+        assert_eq!((limit.max, limit.per.as_secs()), (100, 60));
+        for bad in [
+            "{max: 0, per: 1s}",
+            "{max: 5, per: 0s}",
+            "{max: 5, per: often}",
+        ] {
+            let err = load(&format!(
+                "queue: a\njob_state: 1\nservices: [svc1]\nrate_limit: {bad}\n"
+            ))
+            .unwrap_err();
+            assert_eq!(err.0.len(), 1, "{bad}: {err}");
+            assert_eq!(err.0[0].line, Some(4), "{bad}: {err}");
+            assert!(
+                err.0[0].message.contains("rate_limit") || err.0[0].message.contains("per"),
+                "{bad}: {err}"
+            );
+        }
+        assert_eq!(
+            load("queue: a\njob_state: 1\nservices: [svc1]\n")
+                .map(|w| w.rate_limit)
+                .ok(),
+            Some(None)
+        );
     }
 
     #[test]

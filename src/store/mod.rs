@@ -22,7 +22,7 @@ pub use embedded::{EmbeddedStore, FILE as EMBEDDED_FILE};
 pub use list::{ExecutionPage, ExecutionQuery, Position, STATUSES};
 pub use mongo::MongoStore;
 
-use crate::config::{CatchUp, JobKind, StoreSettings};
+use crate::config::{CatchUp, JobKind, RateLimit, StoreSettings};
 
 /// The outcome of one worker's handling of one execution.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -333,6 +333,16 @@ impl StoredText for RunStatus {
     }
 }
 
+/// The store's answer to a rate-limited worker about to start a message (SPEC 4.5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RateSlot {
+    /// The start is logged: the message may start now.
+    Taken,
+    /// The window is full: no start is possible before `until` (when the oldest start that
+    /// fills it leaves it).
+    Full { until: DateTime<Utc> },
+}
+
 /// Why the store could not do what was asked. Callers retry `Unavailable` (the server will
 /// come back) and report `Invalid` (retrying cannot help).
 #[derive(Debug, thiserror::Error)]
@@ -503,6 +513,16 @@ pub trait Store: Send + Sync {
         &self,
         since: Option<DateTime<Utc>>,
     ) -> Result<Vec<Cancellation>, StoreError>;
+
+    /// Logs a start of `worker` at `now` if fewer than `limit.max` starts are logged after
+    /// `now - limit.per`, by any process on any host sharing the store. Check and log are one
+    /// atomic step, so no window of length `per` holds more than `max` logged starts.
+    async fn take_rate_slot(
+        &self,
+        worker: &str,
+        limit: &RateLimit,
+        now: DateTime<Utc>,
+    ) -> Result<RateSlot, StoreError>;
 
     /// Whether the store answers now (for `/health`).
     async fn ping(&self) -> Result<(), StoreError>;

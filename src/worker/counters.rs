@@ -24,6 +24,8 @@ pub struct Counters {
     parked: AtomicU64,
     cancelled: AtomicU64,
     in_flight: AtomicU64,
+    /// Microseconds messages waited for a rate limit's turn (SPEC 4.5).
+    rate_waited: AtomicU64,
     services: Mutex<BTreeMap<String, Histogram>>,
 }
 
@@ -76,6 +78,9 @@ pub struct Totals {
     pub cancelled: u64,
     pub in_flight: u64,
     pub services: BTreeMap<String, Histogram>,
+    /// Time messages waited for a turn of the worker's rate limit, summed over messages.
+    #[serde(default)]
+    pub rate_limit_wait_seconds: f64,
 }
 
 impl Totals {
@@ -87,6 +92,7 @@ impl Totals {
         self.parked += other.parked;
         self.cancelled += other.cancelled;
         self.in_flight += other.in_flight;
+        self.rate_limit_wait_seconds += other.rate_limit_wait_seconds;
         for (service, histogram) in &other.services {
             self.services
                 .entry(service.clone())
@@ -137,6 +143,12 @@ impl Counters {
             .observe(took.as_secs_f64());
     }
 
+    /// A message's wait for its turn of the rate limit, counted when it ends.
+    pub fn rate_waited(&self, took: Duration) {
+        let micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+        self.rate_waited.fetch_add(micros, Ordering::Relaxed);
+    }
+
     pub fn totals(&self) -> Totals {
         Totals {
             processed: self.processed.load(Ordering::Relaxed),
@@ -145,6 +157,7 @@ impl Counters {
             parked: self.parked.load(Ordering::Relaxed),
             cancelled: self.cancelled.load(Ordering::Relaxed),
             in_flight: self.in_flight.load(Ordering::Relaxed),
+            rate_limit_wait_seconds: self.rate_waited.load(Ordering::Relaxed) as f64 / 1e6,
             services: self
                 .services
                 .lock()

@@ -6,6 +6,7 @@ pub mod cancel;
 mod counters;
 mod handler;
 pub mod pause;
+mod rate;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -97,11 +98,12 @@ impl Worker {
         let watch = broker::watch_channel(&channel).await?;
         self.declare_all(&channel, &watch).await?;
         channel
-            .basic_qos(BasicQosArguments::new(0, def.prefetch, false))
+            .basic_qos(BasicQosArguments::new(0, rate::prefetch(def), false))
             .await
             .map_err(|e| watch.explain(e.into()))?;
         let publisher = Publisher::open(&connection).await?;
         let mut paused = self.paused.clone();
+        let turns = rate::Turns::new(&self.handler, &self.paused, &shutdown.graceful);
         let mut in_flight = JoinSet::new();
         loop {
             if let Some(stop) = self
@@ -121,14 +123,14 @@ impl Worker {
                 .basic_consume_rx(args)
                 .await
                 .map_err(|e| SessionError::refused(&def.queue, watch.explain(e.into())))?;
-            info!(queue = %def.queue, prefetch = def.prefetch, "consuming");
+            info!(queue = %def.queue, prefetch = rate::prefetch(def), "consuming");
             let consuming = Consuming::mark(&self.consuming);
             let mut health = tokio::time::interval(Duration::from_secs(1));
             let stop = loop {
                 tokio::select! {
                     _ = shutdown.graceful.cancelled() => break Stop::Shutdown,
                     delivery = deliveries.recv() => match delivery {
-                        Some(delivery) => self.dispatch(delivery, &channel, &publisher, &mut in_flight),
+                        Some(delivery) => self.dispatch(delivery, &channel, &publisher, turns.as_ref(), &mut in_flight),
                         None => break Stop::Lost("the broker closed the consumer"),
                     },
                     Some(done) = in_flight.join_next() => report_panic(done),
@@ -244,6 +246,7 @@ impl Worker {
         message: ConsumerMessage,
         channel: &Channel,
         publisher: &Publisher,
+        turns: Option<&rate::Turns>,
         in_flight: &mut JoinSet<()>,
     ) {
         let (Some(deliver), Some(props), Some(body)) =
@@ -271,9 +274,18 @@ impl Worker {
         let handler = self.handler.clone();
         let channel = channel.clone();
         let publisher = publisher.clone();
+        let turns = turns.cloned();
         // In the worker's span, so every message line names the worker and the replica.
         in_flight.spawn(
             async move {
+                // A rate-limited worker's message waits its turn first (SPEC 4.5).
+                let handed_back = match &turns {
+                    Some(turns) => turns.wait(&delivery, &publisher).await,
+                    None => None,
+                };
+                if let Some(verdict) = handed_back {
+                    return settle(&channel, tag, verdict).await;
+                }
                 let verdict = handler.handle(&delivery, &publisher).await;
                 settle(&channel, tag, verdict).await;
             }

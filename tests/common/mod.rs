@@ -6,7 +6,8 @@
 //! (RabbitMQ round trips, and the bench's private nodes: restartable, TLS, the shared
 //! cluster), `cluster` (what a cluster node sees, and a cluster of a test's own whose nodes
 //! it kills), `store` (state as dpsd wrote it, read through the store trait, on either
-//! backend), `processes` (dpsd processes and what /proc says of them).
+//! backend), `processes` (dpsd processes and what /proc says of them), `peer` (a second
+//! daemon sharing the test's store, as another host would).
 
 // Each test file uses a part of the harness: what one leaves unused is not dead.
 #![allow(dead_code, unused_imports)]
@@ -14,6 +15,7 @@
 mod broker;
 mod cluster;
 mod env;
+mod peer;
 mod processes;
 mod store;
 
@@ -22,6 +24,7 @@ use std::time::{Duration, Instant};
 pub use broker::{amqp_url, cluster_broker, rabbitmqctl, restartable_broker, tls_broker};
 pub use cluster::{running_nodes, PrivateCluster};
 pub use env::{free_port, TestEnv};
+pub use peer::Peer;
 pub use processes::{children_of, dpsd_binary, replicas_of, workers_using};
 pub use store::{mongo_uri, stage_results, PrivateMongo};
 

@@ -17,6 +17,7 @@ mod jobs;
 mod list;
 mod lock;
 mod pauses;
+mod rate;
 mod schema;
 mod writer;
 
@@ -30,9 +31,9 @@ use rusqlite::Connection;
 
 use super::{
     Aged, Cancel, Cancellation, Cursor, Execution, ExecutionPage, ExecutionQuery, FailedPage,
-    JobDefinition, JobRecord, ParkedMessage, RunOutcome, Sizes, Stage, Store, StoreError,
+    JobDefinition, JobRecord, ParkedMessage, RateSlot, RunOutcome, Sizes, Stage, Store, StoreError,
 };
-use crate::config::StateSync;
+use crate::config::{RateLimit, StateSync};
 use writer::Writer;
 
 /// The file's name in `state_dir`.
@@ -252,6 +253,15 @@ impl Store for EmbeddedStore {
         since: Option<DateTime<Utc>>,
     ) -> Result<Vec<Cancellation>, StoreError> {
         cancel::since(self, since).await
+    }
+
+    async fn take_rate_slot(
+        &self,
+        worker: &str,
+        limit: &RateLimit,
+        now: DateTime<Utc>,
+    ) -> Result<RateSlot, StoreError> {
+        rate::take(self, worker, limit, now).await
     }
 
     async fn close(&self) {

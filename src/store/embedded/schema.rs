@@ -29,6 +29,8 @@ CREATE INDEX IF NOT EXISTS failed_by_execution ON failed_messages (execution_id)
 CREATE INDEX IF NOT EXISTS failed_by_last_failure ON failed_messages (last_failed_at);
 CREATE TABLE IF NOT EXISTS leases (name TEXT PRIMARY KEY, holder TEXT NOT NULL, until TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS worker_pauses (worker TEXT PRIMARY KEY, paused_at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS rate_starts (worker TEXT NOT NULL, at INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS rate_starts_by_worker ON rate_starts (worker, at);
 ";
 
 /// Columns added after a table was first shipped, in the order they came: (table, column,

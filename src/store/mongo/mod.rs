@@ -11,6 +11,7 @@ mod failed;
 mod jobs;
 mod list;
 mod pauses;
+mod rate;
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -25,10 +26,10 @@ use serde_json::Value;
 
 use super::{
     in_chain_order, Aged, Cancel, Cancellation, Cursor, Execution, ExecutionPage, ExecutionQuery,
-    FailedPage, JobDefinition, JobRecord, ParkedMessage, RunOutcome, Sizes, Stage, Status, Store,
-    StoreError, StoredText,
+    FailedPage, JobDefinition, JobRecord, ParkedMessage, RateSlot, RunOutcome, Sizes, Stage,
+    Status, Store, StoreError, StoredText,
 };
-use crate::config::MongoSettings;
+use crate::config::{MongoSettings, RateLimit};
 
 const DUPLICATE_KEY: i32 = 11000;
 /// Server error codes that say the data itself is refused, so that no retry can help:
@@ -266,6 +267,16 @@ impl Store for MongoStore {
         since: Option<DateTime<Utc>>,
     ) -> Result<Vec<Cancellation>, StoreError> {
         cancel::since(&self.job_state, since).await
+    }
+
+    async fn take_rate_slot(
+        &self,
+        worker: &str,
+        limit: &RateLimit,
+        now: DateTime<Utc>,
+    ) -> Result<RateSlot, StoreError> {
+        let rates = self.db.collection(rate::COLLECTION);
+        rate::take(&rates, worker, limit, now).await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
