@@ -7,7 +7,7 @@
 //! With several hosts on one store a lease makes one of them the pruner; the others only
 //! report sizes.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,7 +16,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::config::{RetentionSettings, Snapshot, WorkerDef};
+use crate::config::{last_stages, RetentionSettings, Snapshot};
 use crate::store::{Aged, Cursor, Sizes, Status, Store, StoreError};
 
 /// Executions read, and at most deleted, per batch.
@@ -96,21 +96,6 @@ impl Rules {
     }
 }
 
-/// The workers whose `done` ends a chain, in the newest configuration (what retention and
-/// a cancel call finished).
-pub fn last_stages(snapshot: &Snapshot) -> BTreeSet<String> {
-    last_stages_of(&snapshot.workers.valid)
-}
-
-/// The same of a set of worker definitions (what `dpsd cancel` loads itself).
-pub fn last_stages_of(workers: &BTreeMap<String, WorkerDef>) -> BTreeSet<String> {
-    workers
-        .iter()
-        .filter(|(_, def)| def.follow_queue.is_none())
-        .map(|(name, _)| name.clone())
-        .collect()
-}
-
 /// Prunes every `retention.interval()` until `stop`, publishing what it did on `report`.
 pub async fn keep_pruning(
     store: Arc<dyn Store>,
@@ -128,7 +113,7 @@ pub async fn keep_pruning(
         let now = Utc::now();
         match store.claim(LEASE, &holder, now, now + lease).await {
             Ok(true) => {
-                let rules = Rules::at(now, &retention, last_stages(&snapshot));
+                let rules = Rules::at(now, &retention, last_stages(&snapshot.workers.valid));
                 match prune(store.as_ref(), &rules, &stop).await {
                     Ok(pruned) => report.send_modify(|r| pruned.add_to(r)),
                     Err(e) => warn!("pruning stopped for this pass: {e}"),

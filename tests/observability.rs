@@ -5,11 +5,10 @@ mod common;
 
 use std::time::Duration;
 
-use common::{replicas_of, wait_for, TestEnv};
+use common::{listed_worker, replicas_of, wait_for, TestEnv};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use reqwest::blocking::Client;
-use serde_json::Value;
 
 fn scrape(env: &TestEnv) -> String {
     Client::new()
@@ -123,16 +122,7 @@ fn metrics_count_the_messages_of_a_chain_run() {
         sample(&scrape(&env), r#"dpsd_replicas_running{worker="w2"}"#) == Some(2.0)
     });
 
-    let workers: Value = Client::new()
-        .get(env.api("/api/workers"))
-        .send()
-        .and_then(|r| r.json())
-        .expect("workers");
-    let w2 = workers
-        .as_array()
-        .and_then(|a| a.iter().find(|w| w["name"] == "w2"))
-        .cloned()
-        .expect("w2");
+    let w2 = listed_worker(&env.api("/api/workers"), "w2");
     assert_eq!(w2["replicasWanted"], 2);
     assert_eq!(w2["pids"].as_array().map(Vec::len), Some(2));
     assert_eq!(w2["counters"]["processed"], 10);

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{wait_for, TestEnv};
+use common::{listed_worker, wait_for, TestEnv};
 use reqwest::blocking::Client;
 use serde_json::Value;
 
@@ -21,14 +21,7 @@ fn post(env: &TestEnv, path: &str) -> (u16, Value) {
 
 /// The worker `w` as `/api/workers` shows it.
 fn worker(env: &TestEnv) -> Value {
-    let all: Value = Client::new()
-        .get(env.api("/api/workers"))
-        .send()
-        .and_then(|r| r.json())
-        .expect("GET /api/workers");
-    all.as_array()
-        .and_then(|a| a.iter().find(|w| w["name"] == "w").cloned())
-        .expect("worker w listed")
+    listed_worker(&env.api("/api/workers"), "w")
 }
 
 fn processed(env: &TestEnv) -> u64 {

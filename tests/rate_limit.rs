@@ -9,10 +9,9 @@ mod common;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use common::{wait_for, Peer, TestEnv};
+use common::{listed_worker, wait_for, Peer, TestEnv};
 use dpsd::store::Status;
 use reqwest::blocking::Client;
-use serde_json::Value;
 
 const MAX: usize = 5;
 const PER: Duration = Duration::from_secs(1);
@@ -119,18 +118,6 @@ fn post(url: &str) -> u16 {
         .as_u16()
 }
 
-/// Worker `w` as one daemon's `/api/workers` shows it.
-fn worker_at(url: &str) -> Value {
-    let all: Value = Client::new()
-        .get(url)
-        .send()
-        .and_then(|r| r.json())
-        .expect("GET /api/workers");
-    all.as_array()
-        .and_then(|a| a.iter().find(|w| w["name"] == "w").cloned())
-        .expect("worker w listed")
-}
-
 #[test]
 fn two_daemons_on_one_database_share_the_rate_limit_and_the_pause() {
     let env = TestEnv::new("ratetwo");
@@ -150,8 +137,10 @@ fn two_daemons_on_one_database_share_the_rate_limit_and_the_pause() {
         "both daemons' replicas took some",
         Duration::from_secs(5),
         || {
-            let first = worker_at(&env.api("/api/workers"))["counters"]["processed"].as_u64();
-            let second = worker_at(&peer.api("/api/workers"))["counters"]["processed"].as_u64();
+            let first =
+                listed_worker(&env.api("/api/workers"), "w")["counters"]["processed"].as_u64();
+            let second =
+                listed_worker(&peer.api("/api/workers"), "w")["counters"]["processed"].as_u64();
             matches!((first, second), (Some(a), Some(b)) if a > 0 && b > 0 && a + b == SENT as u64)
         },
     );
@@ -163,7 +152,10 @@ fn two_daemons_on_one_database_share_the_rate_limit_and_the_pause() {
         Duration::from_secs(3),
         || env.consumers(&queue) == 0,
     );
-    assert_eq!(worker_at(&peer.api("/api/workers"))["paused"], true);
+    assert_eq!(
+        listed_worker(&peer.api("/api/workers"), "w")["paused"],
+        true
+    );
     let held = env.send_count(&queue, r#"{"mydata": {}}"#, 10);
     // With no consumer anywhere, nothing can take them: they wait in the queue.
     wait_for(
@@ -180,7 +172,10 @@ fn two_daemons_on_one_database_share_the_rate_limit_and_the_pause() {
         env.consumers(&queue) == 4
     });
     env.wait_done(&held, 1, Duration::from_secs(60));
-    assert_eq!(worker_at(&env.api("/api/workers"))["paused"], false);
+    assert_eq!(
+        listed_worker(&env.api("/api/workers"), "w")["paused"],
+        false
+    );
 }
 
 #[test]

@@ -176,6 +176,18 @@ services:
         workers = {w["name"]: w for w in self.api("/api/workers")}
         return workers["w2"]["counters"]["processed"] if "w2" in workers else 0
 
+    def send(self, n):
+        """Publishes n example messages to the first stage with `dpsd send --count`."""
+        subprocess.run([DPSD, "--config", f"{self.dir}/dpsd.yaml", "send", self.q1, '{"mydata": {}}', "--count", str(n)],
+                       stdout=subprocess.DEVNULL, check=True)
+
+    def wait_processed(self, n, seconds, poll=0.2):
+        """Waits until the last stage has processed n messages, at most `seconds`."""
+        deadline = time.time() + seconds
+        while self.processed() < n:
+            assert time.time() < deadline, f"{n} messages not through the chain in {seconds} s: {self.dir}/log"
+            time.sleep(poll)
+
     def last_final_state(self):
         """When the last message's final state was written (Unix seconds), read from the store:
         the workers' reports to the daemon come once a second, too coarse to time a run by."""
@@ -222,12 +234,8 @@ def measure(chain, n, relay_rate):
     pids, broker = [chain.daemon.pid] + children(chain.daemon.pid), broker_pids()
     cpu0, bcpu0 = cpu_seconds(pids), cpu_seconds(broker)
     started = time.time()
-    subprocess.run([DPSD, "--config", f"{chain.dir}/dpsd.yaml", "send", chain.q1, '{"mydata": {}}', "--count", str(n)],
-                   stdout=subprocess.DEVNULL, check=True)
-    deadline = time.time() + 600
-    while chain.processed() < n:
-        assert time.time() < deadline, "the chain did not finish"
-        time.sleep(0.05)
+    chain.send(n)
+    chain.wait_processed(n, 600, poll=0.05)
     seconds = chain.last_final_state() - started
     cpu, bcpu = cpu_seconds(pids) - cpu0, cpu_seconds(broker) - bcpu0
     rss = max(peak_rss_mb(p) for p in children(chain.daemon.pid))
@@ -255,12 +263,8 @@ def overlap(store, n, prefetch):
     chain = Chain(store, 1, prefetch, log="{level: info, format: json}")
     try:
         chain.start()
-        subprocess.run([DPSD, "--config", f"{chain.dir}/dpsd.yaml", "send", chain.q1, '{"mydata": {}}', "--count", str(n)],
-                       stdout=subprocess.DEVNULL, check=True)
-        deadline = time.time() + 300
-        while chain.processed() < n:
-            assert time.time() < deadline, "the overlap run did not finish"
-            time.sleep(0.2)
+        chain.send(n)
+        chain.wait_processed(n, 300)
         done = []
         with open(f"{chain.dir}/log") as f:
             for line in f:
@@ -290,10 +294,7 @@ def measure_latency(chain, rate, seconds):
     chain.start()
     subprocess.run([RELAY, AMQP, "pace", chain.q1, str(rate), str(seconds)], check=True)
     n = rate * seconds
-    deadline = time.time() + 120
-    while chain.processed() < n:
-        assert time.time() < deadline, "the paced run did not finish"
-        time.sleep(0.2)
+    chain.wait_processed(n, 120)
     db = sqlite3.connect(f"{chain.dir}/state/dpsd.sqlite")
     latencies = []
     for execution_id, updated in db.execute("SELECT execution_id, updated_at FROM job_state WHERE state = 2"):

@@ -4,14 +4,14 @@
 use actix_web::{post, web, HttpResponse};
 
 use super::{ApiError, State};
-use crate::retention::last_stages;
+use crate::config::last_stages;
 use crate::store::Cancel;
 
 /// 200 for a cancel made now or before (twice is no error), 409 for an execution already
 /// done at the end of its chain.
 #[post("/api/executions/{id}/cancel")]
 async fn cancel(state: web::Data<State>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    let last = last_stages(&state.snapshots.borrow());
+    let last = last_stages(&state.snapshots.borrow().workers.valid);
     let known = match state.store.cancel(&id, &last).await? {
         Cancel::Cancelled { known } => known,
         Cancel::AlreadyCancelled => true,

@@ -2,7 +2,7 @@
 //! (SPEC 4.5). It marks the store as the API does; the replicas polling it do the rest.
 
 use super::{Failure, Global};
-use crate::retention::last_stages_of;
+use crate::config::last_stages;
 use crate::store::{self, Cancel};
 
 /// Prints what was cancelled; a finished execution is a failure (exit 1), as the API's 409.
@@ -11,7 +11,7 @@ pub async fn cancel(global: &Global, execution_id: &str) -> Result<(), Failure> 
     // Broken worker files are left out, as the daemon leaves them out of "the end of a chain".
     let (workers, _) = config.workers();
     let store = store::open(&config.settings.store()).await?;
-    let outcome = store.cancel(execution_id, &last_stages_of(&workers)).await;
+    let outcome = store.cancel(execution_id, &last_stages(&workers)).await;
     store.close().await;
     let note = match outcome.map_err(anyhow::Error::from)? {
         Cancel::Cancelled { known: true } => "",

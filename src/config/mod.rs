@@ -40,8 +40,8 @@ pub use settings::*;
 pub use snapshot::{Loaded, Snapshot};
 pub use watch::FileWatch;
 pub use worker::{
-    load_worker, parse_worker, queue_name_problem, resolve_follow_types, yaml_files, NamedService,
-    WorkerDef,
+    last_stages, load_worker, parse_worker, queue_name_problem, resolve_follow_types, yaml_files,
+    NamedService, WorkerDef,
 };
 pub use zone::Zone;
 

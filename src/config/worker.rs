@@ -1,7 +1,7 @@
 //! `workers.d/NAME.yaml`: one generic worker's queue, services and scale, and its validation
 //! against the services of the main file.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -149,6 +149,16 @@ pub struct WorkerDef {
     /// None: messages start as fast as they come (SPEC 4.5).
     #[serde(default)]
     pub rate_limit: Option<RateLimit>,
+}
+
+/// The workers whose `done` ends a chain (no follow queue): what retention and a cancel
+/// call finished (SPEC 3.2, 4.5).
+pub fn last_stages(workers: &BTreeMap<String, WorkerDef>) -> BTreeSet<String> {
+    workers
+        .iter()
+        .filter(|(_, def)| def.follow_queue.is_none())
+        .map(|(name, _)| name.clone())
+        .collect()
 }
 
 #[cfg(test)]

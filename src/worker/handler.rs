@@ -592,51 +592,12 @@ fn received_bytes(delivery: &Delivery, execution_id: &str) -> Vec<u8> {
 mod tests {
     //! The decisions of SPEC 4.2, each against the embedded store and a fake broker.
 
-    use std::sync::Mutex;
-
     use serde_json::json;
 
     use super::*;
     use crate::config::{Builtin, NamedService, RetryPolicy, ServiceDef, StateSync};
     use crate::store::EmbeddedStore;
-
-    /// Records what the handler publishes; fails every publish when `broken`.
-    #[derive(Default)]
-    struct FakeBroker {
-        sent: Mutex<Vec<(String, Value, Headers)>>,
-        broken: bool,
-    }
-
-    #[async_trait]
-    impl Forward for FakeBroker {
-        async fn publish(
-            &self,
-            queue: &str,
-            body: Vec<u8>,
-            headers: &Headers,
-        ) -> Result<(), BrokerError> {
-            if self.broken {
-                return Err(BrokerError::Lost("the fake broker is down"));
-            }
-            let body = serde_json::from_slice(&body).expect("dpsd sends JSON");
-            let sent = (queue.to_string(), body, headers.clone());
-            self.sent.lock().expect("lock").push(sent);
-            Ok(())
-        }
-    }
-
-    impl FakeBroker {
-        fn down() -> FakeBroker {
-            FakeBroker {
-                broken: true,
-                ..FakeBroker::default()
-            }
-        }
-
-        fn sent(&self) -> Vec<(String, Value, Headers)> {
-            self.sent.lock().expect("lock").clone()
-        }
-    }
+    use crate::worker::fake::FakeBroker;
 
     /// A handler for worker `w` (queue `in`, follow queue `out`, state 1) running
     /// `services`, on an embedded store in a folder of its own.

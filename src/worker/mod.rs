@@ -4,6 +4,8 @@
 
 pub mod cancel;
 mod counters;
+#[cfg(test)]
+mod fake;
 mod handler;
 pub mod pause;
 mod rate;

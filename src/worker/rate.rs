@@ -228,32 +228,8 @@ fn jitter() -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::broker::BrokerError;
     use crate::store::EmbeddedStore;
-
-    /// Records what is published, or refuses it all.
-    #[derive(Default)]
-    struct Recorder {
-        refuse: bool,
-        sent: std::sync::Mutex<Vec<(String, Vec<u8>, Headers)>>,
-    }
-
-    #[async_trait::async_trait]
-    impl Forward for Recorder {
-        async fn publish(
-            &self,
-            queue: &str,
-            body: Vec<u8>,
-            headers: &Headers,
-        ) -> Result<(), BrokerError> {
-            if self.refuse {
-                return Err(BrokerError::Lost("refused by the test"));
-            }
-            let mut sent = self.sent.lock().unwrap_or_else(|p| p.into_inner());
-            sent.push((queue.to_string(), body, headers.clone()));
-            Ok(())
-        }
-    }
+    use crate::worker::fake::FakeBroker;
 
     /// Turns of worker `w` (queue `q`) at `max` per `per` on an embedded store of its own,
     /// giving up after `wait_at_most`; and the sender of its pause.
@@ -302,7 +278,7 @@ mod tests {
     #[tokio::test]
     async fn turns_come_within_the_limit_and_the_wait_is_counted() {
         let world = world(2, Duration::from_millis(300), WAIT_AT_MOST);
-        let recorder = Recorder::default();
+        let recorder = FakeBroker::default();
         let began = Instant::now();
         let message = delivery();
         let waits = (0..4).map(|_| world.turns.wait(&message, &recorder));
@@ -320,13 +296,13 @@ mod tests {
         );
         let waited = world.turns.gate.counters.totals().rate_limit_wait_seconds;
         assert!(waited >= 0.3, "waited {waited} s");
-        assert!(recorder.sent.lock().expect("lock").is_empty());
+        assert!(recorder.sent().is_empty());
     }
 
     #[tokio::test]
     async fn a_message_without_a_turn_goes_back_as_a_copy_with_its_marks() {
         let world = world(1, Duration::from_secs(3600), Duration::from_millis(200));
-        let recorder = Recorder::default();
+        let recorder = FakeBroker::default();
         let message = delivery();
         assert_eq!(world.turns.wait(&message, &recorder).await, None);
         let began = Instant::now();
@@ -339,10 +315,11 @@ mod tests {
             began.elapsed() >= Duration::from_millis(200),
             "waited out the bound"
         );
-        let sent = recorder.sent.lock().expect("lock").clone();
+        let sent = recorder.sent();
         assert_eq!(sent.len(), 1);
         let (queue, body, marks) = &sent[0];
-        assert_eq!((queue.as_str(), body), ("q", &message.body));
+        let received: serde_json::Value = serde_json::from_slice(&message.body).expect("JSON");
+        assert_eq!((queue.as_str(), body), ("q", &received));
         let mark = |name| marks.get(name).map(String::as_str);
         assert_eq!(
             (
@@ -352,10 +329,7 @@ mod tests {
             ),
             (Some("3"), Some("2"), Some("1"))
         );
-        let refusing = Recorder {
-            refuse: true,
-            ..Recorder::default()
-        };
+        let refusing = FakeBroker::down();
         assert_eq!(
             world.turns.wait(&message, &refusing).await,
             Some(Verdict::Requeue),
@@ -366,7 +340,7 @@ mod tests {
     #[tokio::test]
     async fn a_pause_sends_a_waiting_message_back_at_once() {
         let world = world(1, Duration::from_secs(3600), WAIT_AT_MOST);
-        let recorder = Recorder::default();
+        let recorder = FakeBroker::default();
         let message = delivery();
         assert_eq!(world.turns.wait(&message, &recorder).await, None);
         let pause = async {
@@ -381,7 +355,7 @@ mod tests {
             "{:?}",
             began.elapsed()
         );
-        assert!(recorder.sent.lock().expect("lock").is_empty());
+        assert!(recorder.sent().is_empty());
     }
 
     fn limited(max: u32, per: Duration, replicas: u32, prefetch: u16) -> WorkerDef {

@@ -25,7 +25,7 @@ pub use broker::{amqp_url, cluster_broker, rabbitmqctl, restartable_broker, tls_
 pub use cluster::{running_nodes, PrivateCluster};
 pub use env::{free_port, TestEnv};
 pub use peer::Peer;
-pub use processes::{children_of, dpsd_binary, replicas_of, workers_using};
+pub use processes::{children_of, dpsd_binary, listed_worker, replicas_of, workers_using};
 pub use store::{mongo_uri, stage_results, PrivateMongo};
 
 /// Generates a test per backend from functions `fn case(env: TestEnv)`: the same checks in

@@ -251,3 +251,13 @@ fn parent_of(pid: u32) -> Option<u32> {
     let rest = &stat[stat.rfind(')')? + 2..];
     rest.split_whitespace().nth(1)?.parse().ok()
 }
+
+/// Worker `name` as the `/api/workers` at `url` lists it (a daemon's, or a peer's).
+pub fn listed_worker(url: &str, name: &str) -> serde_json::Value {
+    let all: serde_json::Value = reqwest::blocking::get(url)
+        .and_then(|r| r.json())
+        .expect("GET /api/workers");
+    all.as_array()
+        .and_then(|a| a.iter().find(|w| w["name"] == name).cloned())
+        .unwrap_or_else(|| panic!("worker {name} not listed at {url}: {all}"))
+}

@@ -1,0 +1,49 @@
+//! A broker for the worker's unit tests: what the handler and the rate limit's turns
+//! publish is kept to be looked at, or every publish fails when the broker is down.
+
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use serde_json::Value;
+
+use super::handler::{Forward, Headers};
+use crate::broker::BrokerError;
+
+/// Records what is published (queue, body as JSON, headers); fails every publish when
+/// `broken`.
+#[derive(Default)]
+pub struct FakeBroker {
+    sent: Mutex<Vec<(String, Value, Headers)>>,
+    broken: bool,
+}
+
+#[async_trait]
+impl Forward for FakeBroker {
+    async fn publish(
+        &self,
+        queue: &str,
+        body: Vec<u8>,
+        headers: &Headers,
+    ) -> Result<(), BrokerError> {
+        if self.broken {
+            return Err(BrokerError::Lost("the fake broker is down"));
+        }
+        let body = serde_json::from_slice(&body).expect("dpsd sends JSON");
+        let sent = (queue.to_string(), body, headers.clone());
+        self.sent.lock().expect("lock").push(sent);
+        Ok(())
+    }
+}
+
+impl FakeBroker {
+    pub fn down() -> FakeBroker {
+        FakeBroker {
+            broken: true,
+            ..FakeBroker::default()
+        }
+    }
+
+    pub fn sent(&self) -> Vec<(String, Value, Headers)> {
+        self.sent.lock().expect("lock").clone()
+    }
+}
