@@ -159,7 +159,9 @@ services:
                                        env=env)
         deadline = time.time() + 60
         while self.consumers() < 2 * self.replicas:
-            assert time.time() < deadline, "the chain did not start"
+            if self.daemon.poll() is not None or time.time() > deadline:
+                with open(f"{self.dir}/log") as log:
+                    raise AssertionError(f"the chain did not start; its log ends:\n{log.read()[-2000:]}")
             time.sleep(0.2)
 
     def api(self, path):
@@ -216,7 +218,7 @@ services:
 
 def throughput(store, replicas, n, prefetch, relay_rate, dpsd=DPSD, queue_type="classic", retention=None, prefill=0,
                list_indexes=True):
-    chain = Chain(store, replicas, prefetch, dpsd, queue_type, retention, prefill, list_indexes)
+    chain = Chain(store, replicas, prefetch, dpsd, queue_type, retention, prefill, list_indexes=list_indexes)
     try:
         figures = measure(chain, n, relay_rate)
         if store == "embedded":
