@@ -34,7 +34,7 @@ pub async fn record_stage(
         // ?9 is how far along this record is; the summary takes it only when no record
         // further along is in (ties: this newer one wins), the state only from a done one.
         // A cancelled execution's summary is final (SPEC 4.2): only its stages grow.
-        let written = c.prepare_cached(
+        let created_at = c.prepare_cached(
             "INSERT INTO job_state (execution_id, state, status, worker, attempts, error, created_at, updated_at, stages_passed, state_stages_passed, stages_log)
              VALUES (?1, CASE WHEN ?2 THEN ?3 END, ?4, ?5, ?6, ?7, ?8, ?8, ?9, CASE WHEN ?2 THEN ?9 END, ?10)
              ON CONFLICT (execution_id) DO UPDATE SET
@@ -46,11 +46,14 @@ pub async fn record_stage(
                error = CASE WHEN status <> 'cancelled' AND ?9 >= COALESCE(stages_passed, -1) THEN ?7 ELSE error END,
                stages_passed = CASE WHEN status = 'cancelled' THEN stages_passed ELSE MAX(COALESCE(stages_passed, -1), ?9) END,
                stages_log = COALESCE(stages_log, '') || ?10,
-               updated_at = ?8",
+               updated_at = ?8
+             RETURNING created_at",
         )?
-        .execute(params![id, done, state, status, worker, attempts, error, now, passed, line])?;
-        list::index_stage(c, &id, &worker)?;
-        Ok(written)
+        .query_row(
+            params![id, done, state, status, worker, attempts, error, now, passed, line],
+            |r| r.get::<_, String>(0),
+        )?;
+        list::index_stage(c, &id, &worker, &created_at)
     })
     .await
     .map(drop)

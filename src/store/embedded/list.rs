@@ -1,7 +1,11 @@
 //! The list of recent executions in the embedded store (SPEC 6), by index at any size:
-//! `job_state_by_creation` (`created_at`, `execution_id`) for the plain list and the time
-//! range, `job_state_by_status` (`status`, `created_at`, `execution_id`) for a status, and
-//! the side table `execution_workers` for a worker. A worker's stages are JSON lines in the
+//! `job_state_by_creation` (`created_at`, `execution_id`) for the plain list, the time
+//! range and `done`, `job_state_unfinished_by_status` (`status`, `created_at`,
+//! `execution_id`, only rows not `done`) for any other status, and the side table
+//! `execution_workers` for a worker. The status index leaves `done` out because nearly every
+//! row is `done` and every stage rewrites the status: with them in, each stage write moved
+//! an index entry; without them, a chain that succeeds never touches that index, and a page
+//! of `done` is read down the creation index, where nearly every row read is one. A worker's stages are JSON lines in the
 //! row's `stages_log`, which no index can reach, so each stage record also adds its
 //! (worker, created_at, execution_id) there, once per worker and execution (the key is the
 //! whole row; a retry adds nothing): the entries of one worker sort by time and a new one
@@ -31,9 +35,16 @@ macro_rules! log_as_array {
     };
 }
 
+/// The rows a status index holds; repeated, literally, in the queries read by it (SQLite
+/// uses a partial index only for a query whose WHERE implies the index's).
+const UNFINISHED: &str = "j.status <> 'done'";
+
+/// `job_state_by_status` (every row, before the partial index) is dropped where found.
 const INDEXES: &str = "
 CREATE INDEX IF NOT EXISTS job_state_by_creation ON job_state (created_at, execution_id);
-CREATE INDEX IF NOT EXISTS job_state_by_status ON job_state (status, created_at, execution_id);";
+DROP INDEX IF EXISTS job_state_by_status;
+CREATE INDEX IF NOT EXISTS job_state_unfinished_by_status ON job_state (status, created_at, execution_id)
+    WHERE status <> 'done';";
 
 const WORKERS_TABLE: &str = "
 CREATE TABLE execution_workers (
@@ -92,26 +103,30 @@ pub fn create(c: &Connection) -> rusqlite::Result<()> {
     c.execute_batch(TRIGGER)
 }
 
-/// The side-table entry of a stage just recorded (in the same transaction, after the row's
-/// UPSERT, so its `created_at` is there to copy).
-pub fn index_stage(c: &Connection, execution_id: &str, worker: &str) -> rusqlite::Result<usize> {
+/// The side-table entry of a stage just recorded, in the same transaction, with the
+/// `created_at` its row's UPSERT returned (no second lookup of the row).
+pub fn index_stage(
+    c: &Connection,
+    execution_id: &str,
+    worker: &str,
+    created_at: &str,
+) -> rusqlite::Result<usize> {
     if !indexed() {
         return Ok(0);
     }
     c.prepare_cached(
-        "INSERT OR IGNORE INTO execution_workers (worker, created_at, execution_id)
-         SELECT ?2, created_at, execution_id FROM job_state WHERE execution_id = ?1",
+        "INSERT OR IGNORE INTO execution_workers (worker, created_at, execution_id) VALUES (?1, ?2, ?3)",
     )?
-    .execute([execution_id, worker])
+    .execute([worker, created_at, execution_id])
 }
 
 /// How a page is read: which index leads, the others' conditions checked on its rows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Plan {
-    /// Newest first over all executions.
+    /// Newest first over all executions; for `done` too, which nearly every row is.
     All,
-    /// Down one status's range. Taken for any status but `done` even with a worker: those
-    /// are the rare ones, so few rows are read to find a page of them.
+    /// Down one status's range of the unfinished index. Taken for any status but `done`
+    /// even with a worker: those are the rare ones, so few rows are read to find a page.
     Status,
     /// Down one worker's range in `execution_workers`; with `done` (the common status) too.
     Worker,
@@ -119,7 +134,7 @@ enum Plan {
 
 fn plan(query: &ExecutionQuery) -> Plan {
     match (query.status.as_deref(), query.worker.is_some()) {
-        (None, false) => Plan::All,
+        (None, false) | (Some("done"), false) => Plan::All,
         (Some("done"), true) => Plan::Worker,
         (Some(_), _) => Plan::Status,
         (None, true) => Plan::Worker,
@@ -134,7 +149,7 @@ fn sql(plan: Plan, query: &ExecutionQuery) -> String {
         .join(", ");
     let (from, key) = match plan {
         Plan::All => ("job_state j INDEXED BY job_state_by_creation", "j"),
-        Plan::Status => ("job_state j INDEXED BY job_state_by_status", "j"),
+        Plan::Status => ("job_state j INDEXED BY job_state_unfinished_by_status", "j"),
         Plan::Worker => (
             "execution_workers w CROSS JOIN job_state j ON j.execution_id = w.execution_id",
             "w",
@@ -146,6 +161,9 @@ fn sql(plan: Plan, query: &ExecutionQuery) -> String {
     ];
     if plan == Plan::Worker {
         conditions.push("w.worker = :worker".into());
+    }
+    if plan == Plan::Status {
+        conditions.push(UNFINISHED.into());
     }
     if query.status.is_some() {
         conditions.push("j.status = :status".into());
@@ -235,6 +253,7 @@ mod tests {
         };
         for query in [
             query(None, None),
+            query(Some("done"), None),
             query(Some("parked"), None),
             query(None, Some("w")),
             query(Some("done"), Some("w")),
