@@ -27,7 +27,8 @@ Steps joined by "+" run in one browser, one after the other (each launch costs s
                           page: the confirmation names N; after it the API has none of WORKER's
   axe VIEW...             axe-core finds no serious or critical violation on each VIEW (a hash
                           route), at desktop and phone widths
-  screenshot VIEW PATH    a 1280x800 screenshot of VIEW (and PATH-phone.png at 390x844)
+  screenshot VIEW PATH    a 1280x800 screenshot of VIEW (and PATH-phone.png at 390x844),
+                          at most 2.5 screens high
 Prints "ok" and exits 0 when every step did what it says; anything else is a failure.
 """
 import json
@@ -266,12 +267,21 @@ class Driver:
     def screenshot(self, view, path):
         page = self.open(view)
         page.wait_for_timeout(3500)  # a refresh or two, so the charts are drawn at their width
-        page.screenshot(path=path, full_page=True)
+        page.screenshot(path=path, full_page=True, clip=screen_clip(page, DESKTOP))
         phone = self.new_page(PHONE)
         self.open(view, phone)
         phone.wait_for_timeout(2500)
-        phone.screenshot(path=path.replace(".png", "-phone.png"), full_page=True)
+        phone.screenshot(path=path.replace(".png", "-phone.png"), full_page=True,
+                         clip=screen_clip(phone, PHONE))
         phone.close()
+
+
+def screen_clip(page, viewport):
+    """The whole page, but at most 2.5 screens high: a long list says what it is in its
+    first screens, and the full length made PNGs of a megabyte for docs/."""
+    height = page.evaluate("document.documentElement.scrollHeight")
+    return {"x": 0, "y": 0, "width": viewport["width"],
+            "height": min(height, int(viewport["height"] * 2.5))}
 
 
 STEPS = {

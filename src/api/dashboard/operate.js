@@ -23,7 +23,8 @@ function makeChart(holder, series) {
   const axis = { stroke: "#3d4654", grid: { stroke: "#e3e6eb" }, ticks: { stroke: "#c9ced6" } };
   return new uPlot({
     width: Math.max(200, holder.clientWidth), height: 120,
-    legend: { show: true },
+    // The legend names the series; live values under the cursor only showed "--" placeholders.
+    legend: { show: true, live: false },
     cursor: { drag: { x: false, y: false } },
     // Every series is a count or a duration: from 0, and 0 to 1 while all are 0.
     scales: { x: { time: true }, y: { range: (u, min, max) => [0, max > 0 ? max * 1.1 : 1] } },
