@@ -3,8 +3,10 @@
 //! share. The chain's stages wait for these writes in series with the broker's confirms, so
 //! this bounds what the store adds to each stage.
 //!
-//! usage: store_bench STATE_DIR WRITES IN_FLIGHT WORKER
-//! Prints `{"writes": N, "seconds": S, "per_second": R}`.
+//! usage: store_bench STATE_DIR WRITES IN_FLIGHT WORKER[,WORKER...]
+//! With several workers, each execution gets one stage per worker, in chain order (the
+//! first write makes the row, the others update it, as a chain's stages do); WRITES counts
+//! every stage. Prints `{"writes": N, "seconds": S, "per_second": R}`.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -22,18 +24,21 @@ async fn main() -> anyhow::Result<()> {
         anyhow::bail!("usage: store_bench STATE_DIR WRITES IN_FLIGHT WORKER");
     };
     let (writes, in_flight): (usize, usize) = (writes.parse()?, in_flight.parse()?);
+    let workers: Vec<String> = worker.split(',').map(str::to_string).collect();
     let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(dir.as_ref(), StateSync::Normal)?);
     let slots = Arc::new(Semaphore::new(in_flight));
     let mut running = JoinSet::new();
     let started = Instant::now();
-    for _ in 0..writes {
+    for _ in 0..writes.div_ceil(workers.len()) {
         let slot = slots.clone().acquire_owned().await?;
-        let (store, stage) = (store.clone(), stage(worker));
+        let (store, workers) = (store.clone(), workers.clone());
         running.spawn(async move {
             let id = uuid::Uuid::new_v4().to_string();
-            let recorded = store.record_stage(&id, &stage).await;
+            for (passed, worker) in workers.iter().enumerate() {
+                store.record_stage(&id, &stage(worker, passed)).await?;
+            }
             drop(slot);
-            recorded
+            anyhow::Ok(())
         });
         while let Some(done) = running.try_join_next() {
             done??;
@@ -50,19 +55,19 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// What the example chain's first stage records for each message.
-fn stage(worker: &str) -> Stage {
+/// What the example chain's stage number `passed` (from 0) records for each message.
+fn stage(worker: &str, passed: usize) -> Stage {
     let now = Utc::now();
     Stage {
         worker: worker.to_string(),
-        state: 1,
+        state: passed as i64 + 1,
         status: Status::Done,
         attempts: 1,
-        stages_passed: 0,
+        stages_passed: passed as u32,
         started_at: now,
         finished_at: now,
         duration_ms: 0,
         error: None,
-        result: Some(serde_json::json!("test1")),
+        result: Some(serde_json::json!(format!("test{}", passed + 1))),
     }
 }
