@@ -298,6 +298,25 @@ mod tests {
         }
     }
 
+    /// A file with the status index of the first list (every row) has it replaced by the
+    /// partial one when opened.
+    #[test]
+    fn a_file_with_the_full_status_index_gets_the_partial_one() {
+        let c = Connection::open_in_memory().expect("open");
+        super::super::schema::create(&c).expect("schema");
+        c.execute_batch(
+            "DROP INDEX job_state_unfinished_by_status;
+             CREATE INDEX job_state_by_status ON job_state (status, created_at, execution_id);",
+        )
+        .expect("the earlier index");
+        super::super::schema::create(&c).expect("schema again");
+        let indexes: Vec<String> = c
+            .prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND name LIKE '%status%'")
+            .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
+            .expect("index names");
+        assert_eq!(indexes, ["job_state_unfinished_by_status"]);
+    }
+
     /// A file from before the side table (its stages in the log and in the legacy table)
     /// gets it filled when opened: its executions are found by worker.
     #[tokio::test]
