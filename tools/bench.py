@@ -280,8 +280,10 @@ def overlap(store, n, prefetch):
     med = lambda key: statistics.median(d[key] for d in done)
     after = statistics.median(d["elapsed_ms"] - d["services_ms"] for d in done)
     both = statistics.median(d["store_ms"] + d["confirm_ms"] for d in done)
+    # What the stage waited beyond the slower of the two: 0 when they overlap fully.
+    beyond = statistics.median(d["elapsed_ms"] - d["services_ms"] - max(d["store_ms"], d["confirm_ms"]) for d in done)
     return {"store": store, "stages": len(done), "store_ms": med("store_ms"), "confirm_ms": med("confirm_ms"),
-            "in_series_ms": both, "after_services_ms": after}
+            "in_series_ms": both, "after_services_ms": after, "beyond_slower_ms": beyond}
 
 
 def paced(rate, seconds, prefetch, dpsd=DPSD):
