@@ -21,15 +21,18 @@ use tokio::task::JoinSet;
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let [_, dir, writes, in_flight, worker] = args.as_slice() else {
-        anyhow::bail!("usage: store_bench STATE_DIR WRITES IN_FLIGHT WORKER");
+        anyhow::bail!("usage: store_bench STATE_DIR WRITES IN_FLIGHT WORKER[,WORKER...]");
     };
     let (writes, in_flight): (usize, usize) = (writes.parse()?, in_flight.parse()?);
     let workers: Vec<String> = worker.split(',').map(str::to_string).collect();
+    // Whole executions: WRITES rounded up to a multiple of the chain's length.
+    let executions = writes.div_ceil(workers.len());
+    let writes = executions * workers.len();
     let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(dir.as_ref(), StateSync::Normal)?);
     let slots = Arc::new(Semaphore::new(in_flight));
     let mut running = JoinSet::new();
     let started = Instant::now();
-    for _ in 0..writes.div_ceil(workers.len()) {
+    for _ in 0..executions {
         let slot = slots.clone().acquire_owned().await?;
         let (store, workers) = (store.clone(), workers.clone());
         running.spawn(async move {

@@ -5,13 +5,14 @@
 //! `execution_workers` for a worker. The status index leaves `done` out because nearly every
 //! row is `done` and every stage rewrites the status: with them in, each stage write moved
 //! an index entry; without them, a chain that succeeds never touches that index, and a page
-//! of `done` is read down the creation index, where nearly every row read is one. A worker's stages are JSON lines in the
-//! row's `stages_log`, which no index can reach, so each stage record also adds its
-//! (worker, created_at, execution_id) there, once per worker and execution (the key is the
-//! whole row; a retry adds nothing): the entries of one worker sort by time and a new one
-//! goes at the end of its range, a cheap B-tree append. A trigger removes an execution's
-//! entries with it, whatever deletes it. Files from before get the table filled from their
-//! stages once, when it is created.
+//! of `done` is read down the creation index, where nearly every row read is one.
+//!
+//! A worker's stages are JSON lines in the row's `stages_log`, which no index can reach, so
+//! each stage record also adds its (worker, created_at, execution_id) to the side table,
+//! once per worker and execution (the key is the whole row; a retry adds nothing): the
+//! entries of one worker sort by time and a new one goes at the end of its range, a cheap
+//! B-tree append. A trigger removes an execution's entries with it, whatever deletes it.
+//! Files from before get the table filled from their stages once, when it is created.
 //!
 //! `DPSD_BENCH_WITHOUT_LIST_INDEXES=1` leaves all of this out of a new file, for `make bench`
 //! to measure what it costs the chain; nothing else sets it.
@@ -35,8 +36,9 @@ macro_rules! log_as_array {
     };
 }
 
-/// The rows a status index holds; repeated, literally, in the queries read by it (SQLite
-/// uses a partial index only for a query whose WHERE implies the index's).
+/// The rows the status index holds; repeated, literally, in the queries read by it (SQLite
+/// uses a partial index only for a query whose WHERE implies the index's; should the two
+/// part, `INDEXED BY` fails to plan and `each_plan_reads_by_index_in_order` with it).
 const UNFINISHED: &str = "j.status <> 'done'";
 
 /// `job_state_by_status` (every row, before the partial index) is dropped where found.
