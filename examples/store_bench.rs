@@ -36,7 +36,7 @@ async fn main() -> anyhow::Result<()> {
         let slot = slots.clone().acquire_owned().await?;
         let (store, workers) = (store.clone(), workers.clone());
         running.spawn(async move {
-            let id = uuid::Uuid::new_v4().to_string();
+            let id = dpsd::message::new_id();
             for (passed, worker) in workers.iter().enumerate() {
                 store.record_stage(&id, &stage(worker, passed)).await?;
             }

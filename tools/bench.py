@@ -98,6 +98,15 @@ def broker_pids():
     return [int(p) for p in out.split()]
 
 
+def uuid7(t):
+    """The id dpsd assigns an execution made at `t` (seconds since the epoch): a UUID v7, its
+    milliseconds first and random bits after, so that a filled store's id index is laid out
+    as one dpsd wrote."""
+    rand = int.from_bytes(os.urandom(10), "big")
+    value = int(t * 1000) << 80 | 0x7 << 76 | (rand >> 64 & 0xFFF) << 64 | 0b10 << 62 | rand & (1 << 62) - 1
+    return str(uuid.UUID(int=value))
+
+
 class Chain:
     """A scratch configuration with the example chain, run by `dpsd run`."""
 
@@ -144,8 +153,9 @@ services:
         """Adds `n` finished executions (updated an hour ago, kept by the default retention)
         to the embedded store, as a store that has run for a while holds them."""
         db = sqlite3.connect(f"{self.dir}/state/dpsd.sqlite")
-        at = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(time.time() - 3600))
-        rows = ((uuid.uuid4().hex, at, at) for _ in range(n))
+        then = time.time() - 3600
+        at = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(then))
+        rows = ((uuid7(then + i * 0.0002), at, at) for i in range(n))
         db.executemany("INSERT INTO job_state (execution_id, state, status, worker, attempts, created_at, updated_at) "
                        "VALUES (?, 2, 'done', 'w2', 1, ?, ?)", rows)
         db.commit()
@@ -368,7 +378,7 @@ def fill_for_list(chain, n):
                 workers = ["w1"]
                 log = stage.format(w="w1", s=1, st=status, p=0, at=at, e='"down"')
                 head = (None, status, "w1")
-            yield uuid.uuid4().hex, head, at, log, workers
+            yield uuid7(t), head, at, log, workers
 
     batch, side = [], []
     for execution_id, (state, status, worker), at, log, workers in rows():

@@ -485,7 +485,7 @@ impl Handler {
         warn!("malformed message parked: {reason}");
         let now = Utc::now();
         let parked = ParkedMessage {
-            id: uuid::Uuid::new_v4().to_string(),
+            id: crate::message::new_id(),
             body: ParkedBody::from_bytes(&delivery.body),
             worker: self.def.name.clone(),
             queue: self.def.queue.clone(),
