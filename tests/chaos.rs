@@ -126,9 +126,10 @@ impl Chain {
         while self.through() < n {
             assert!(
                 Instant::now() < deadline,
-                "the chain stalled at {} of {n} messages after: {:?}",
+                "the chain stalled at {} of {n} messages after: {:?}\n{}",
                 self.through(),
-                self.faults
+                self.faults,
+                self.where_they_are()
             );
             if self.through() >= next {
                 fault(self);
@@ -136,6 +137,18 @@ impl Chain {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// What a stall report needs: the queues and consumers as the daemon sees them, and
+    /// the end of the daemon's log (its replicas log there too).
+    fn where_they_are(&self) -> String {
+        let workers = reqwest::blocking::get(self.env.api("/api/workers"))
+            .and_then(|r| r.text())
+            .unwrap_or_else(|e| format!("GET /api/workers: {e}"));
+        let log = std::fs::read_to_string(self.env.path("daemon.log")).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        let tail = lines[lines.len().saturating_sub(40)..].join("\n");
+        format!("workers: {workers}\nthe daemon's log, last 40 lines:\n{tail}")
     }
 
     /// The audit, once the store has caught up with the last service call.
