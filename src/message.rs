@@ -112,8 +112,9 @@ impl Message {
 /// time in milliseconds. Ids made later sort later, so each new row's entry goes at the end
 /// of the store's id index, on the few pages already in the cache; a random v4 landed on a
 /// random leaf of an index far larger than the cache, and that page then had to be read,
-/// written to the WAL and checkpointed (docs/BENCHMARKS.md, Retention). The 74 random bits
-/// keep ids made in the same millisecond, on any host, apart.
+/// written to the WAL and checkpointed (docs/BENCHMARKS.md, Retention). The bits after the
+/// time (uuid's counter, started at random each millisecond, then random bits) keep ids made
+/// in the same millisecond apart, in this process and on any other host.
 pub fn new_id() -> String {
     uuid::Uuid::now_v7().to_string()
 }
