@@ -1,9 +1,10 @@
 //! Pruning (SPEC 3.2): the daemon deletes old state in small steps beside the workers.
 //!
-//! Each pass walks the executions last updated before the later of the two cut-offs, oldest
-//! first, a batch at a time from a cursor (so rows it keeps are not read again in that pass),
-//! and deletes those the rules doom; then old parked messages when `retention.failed` is set;
-//! then hands freed pages back. A pause between batches lets the workers' writes through.
+//! Each pass walks the executions last updated before the later of the two cut-offs, the
+//! oldest created first, a batch at a time from a cursor (so rows it keeps are not read
+//! again in that pass), and deletes those the rules doom; then old parked messages when
+//! `retention.failed` is set; then hands freed pages back. A pause between batches lets the
+//! workers' writes through.
 //! With several hosts on one store a lease makes one of them the pruner; the others only
 //! report sizes.
 
@@ -230,6 +231,7 @@ mod tests {
             execution_id: "e".into(),
             status,
             worker: worker.into(),
+            created_at: now - chrono::Duration::seconds(seconds_ago),
             updated_at: now - chrono::Duration::seconds(seconds_ago),
         }
     }

@@ -58,6 +58,40 @@ async fn mongo() -> Backend {
     }
 }
 
+/// Databases made before issue 16 have `{updatedAt, executionId}`, which every stage moved;
+/// retention walks the creation index now, and opening the store drops the old one.
+#[tokio::test]
+async fn mongodb_drops_the_update_time_index_of_earlier_versions() {
+    let backend = mongo().await;
+    let uri = std::env::var("DPSD_TEST_MONGODB_URI").expect("uri");
+    let database = backend.database.clone().expect("a database");
+    let client = mongodb::Client::with_uri_str(&uri).await.expect("client");
+    let job_state = client
+        .database(&database)
+        .collection::<mongodb::bson::Document>("job_state");
+    let old = mongodb::IndexModel::builder()
+        .keys(mongodb::bson::doc! {"updatedAt": 1, "executionId": 1})
+        .build();
+    job_state.create_index(old).await.expect("the old index");
+    let settings = MongoSettings {
+        uri: Some(uri.clone()),
+        database: database.clone(),
+        job_state_collection: "job_state".into(),
+    };
+    MongoStore::connect(&uri, &settings)
+        .await
+        .expect("open again");
+    let names = job_state.list_index_names().await.expect("indexes");
+    assert!(
+        !names.iter().any(|n| n == "updatedAt_1_executionId_1"),
+        "{names:?}"
+    );
+    assert!(
+        names.iter().any(|n| n == "createdAt_1_executionId_1"),
+        "{names:?}"
+    );
+}
+
 async fn embedded() -> Backend {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = EmbeddedStore::open(dir.path(), dpsd::config::StateSync::Full).expect("open");
@@ -620,7 +654,7 @@ async fn jobs_are_defined_claimed_once_locked_and_finished(store: &dyn Store) {
     store.ping().await.expect("ping");
 }
 
-async fn old_executions_are_walked_by_age_and_deleted_only_unchanged(store: &dyn Store) {
+async fn old_executions_are_walked_in_creation_order_and_deleted_only_unchanged(store: &dyn Store) {
     let far = now() + Duration::hours(1);
     for id in ["r1", "r2", "r3"] {
         store
@@ -650,12 +684,18 @@ async fn old_executions_are_walked_by_age_and_deleted_only_unchanged(store: &dyn
         .expect("scan");
     assert_eq!(ids(&before_r2), ["r1"]);
 
-    // r2 gets a stage after it was read: the delete leaves it.
+    // r2 gets a stage after it was read: the walk keeps it in creation order, a cut-off
+    // before its new update skips it, and the delete leaves it.
     tick().await;
     store
         .record_stage("r2", &stage("w2", 2, Status::Done, 1, None))
         .await
         .expect("write");
+    let all = store.aged(None, far, 10).await.expect("scan");
+    assert_eq!(ids(&all), ["r1", "r2", "r3"]);
+    assert!(all[1].updated_at > all[2].updated_at, "r2 was updated last");
+    let before_r2_again = store.aged(None, all[1].updated_at, 10).await.expect("scan");
+    assert_eq!(ids(&before_r2_again), ["r1", "r3"]);
     let deleted = store.delete_executions(&first).await.expect("delete");
     assert_eq!(deleted, 1);
     assert!(store.execution("r1").await.expect("read").is_none());
@@ -1110,7 +1150,7 @@ contract!(
     concurrent_first_writes_of_one_execution_both_land,
     parked_messages_upsert_list_page_and_delete,
     jobs_are_defined_claimed_once_locked_and_finished,
-    old_executions_are_walked_by_age_and_deleted_only_unchanged,
+    old_executions_are_walked_in_creation_order_and_deleted_only_unchanged,
     old_parked_messages_are_pruned_and_found_by_execution,
     a_lease_is_held_by_one_holder_until_it_expires,
     a_worker_pause_is_kept_idempotent_and_resumed,

@@ -451,7 +451,7 @@ pub trait Store: Send + Sync {
     ) -> Result<(), StoreError>;
 
     /// Up to `limit` executions last updated before `before`, after `after` in the order of
-    /// (`updatedAt`, `executionId`), oldest first (by index: SPEC 3.2).
+    /// (`createdAt`, `executionId`), oldest first (by the creation index: SPEC 3.2).
     async fn aged(
         &self,
         after: Option<&Cursor>,

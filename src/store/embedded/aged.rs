@@ -1,8 +1,8 @@
-//! Retention's reads and deletes in the embedded store (SPEC 3.2), each by index:
-//! `job_state_by_age` orders executions by (`updated_at`, `execution_id`),
-//! `failed_by_execution` finds an execution's parked messages and `failed_by_last_failure`
-//! the old ones. A delete repeats the `updated_at` it read, so a stage recorded since keeps
-//! its execution.
+//! Retention's reads and deletes in the embedded store (SPEC 3.2), each by index: the walk
+//! goes down `job_state_by_creation` (`created_at`, `execution_id`), which a stage write
+//! leaves alone, and skips the rows updated since the cut-off; `failed_by_execution` finds an
+//! execution's parked messages and `failed_by_last_failure` the old ones. A delete repeats
+//! the `updated_at` it read, so a stage recorded since keeps its execution.
 
 use chrono::{DateTime, Utc};
 use rusqlite::params;
@@ -22,33 +22,52 @@ pub async fn aged(
     limit: u32,
 ) -> Result<Vec<Aged>, StoreError> {
     let (from_time, from_id) = match after {
-        Some(c) => (ts(c.updated_at), c.execution_id.clone()),
+        Some(c) => (ts(c.created_at), c.execution_id.clone()),
         None => (String::new(), String::new()),
     };
     let before = ts(before);
     let rows = store
         .read(move |c| {
             let mut query = c.prepare_cached(
-                "SELECT execution_id, status, worker, updated_at FROM job_state
-                 WHERE (updated_at, execution_id) > (?1, ?2) AND updated_at < ?3
-                 ORDER BY updated_at, execution_id LIMIT ?4",
+                "SELECT execution_id, status, worker, created_at, updated_at
+                 FROM job_state INDEXED BY job_state_by_creation
+                 WHERE (created_at, execution_id) > (?1, ?2) AND created_at < ?3 AND updated_at < ?3
+                 ORDER BY created_at, execution_id LIMIT ?4",
             )?;
             let rows = query.query_map(params![from_time, from_id, before, limit], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get::<_, String>(3)?))
+                Ok(RawAged {
+                    execution_id: r.get(0)?,
+                    status: r.get(1)?,
+                    worker: r.get(2)?,
+                    created_at: r.get(3)?,
+                    updated_at: r.get(4)?,
+                })
             })?;
-            rows.collect::<rusqlite::Result<Vec<(String, String, String, String)>>>()
+            rows.collect::<rusqlite::Result<Vec<RawAged>>>()
         })
         .await?;
-    rows.into_iter()
-        .map(|(execution_id, status, worker, updated_at)| {
-            Ok(Aged {
-                execution_id,
-                status: Status::from_stored(&status)?,
-                worker,
-                updated_at: parse_ts(&updated_at)?,
-            })
+    rows.into_iter().map(RawAged::parse).collect()
+}
+
+/// A row as read, its text parsed off the reading thread.
+struct RawAged {
+    execution_id: String,
+    status: String,
+    worker: String,
+    created_at: String,
+    updated_at: String,
+}
+
+impl RawAged {
+    fn parse(self) -> Result<Aged, StoreError> {
+        Ok(Aged {
+            execution_id: self.execution_id,
+            status: Status::from_stored(&self.status)?,
+            worker: self.worker,
+            created_at: parse_ts(&self.created_at)?,
+            updated_at: parse_ts(&self.updated_at)?,
         })
-        .collect()
+    }
 }
 
 pub async fn parked_among(

@@ -190,9 +190,6 @@ impl Store for EmbeddedStore {
         jobs::finish(self, name, host, outcome, finished_at).await
     }
 
-    /// Folds the write-ahead log back into the main file, so that `dpsd.sqlite` alone holds
-    /// everything once dpsd has stopped (a plain file copy is then a backup). Another process
-    /// still using the file may keep part of the log: that is fine, the last one folds it.
     async fn aged(
         &self,
         after: Option<&Cursor>,
@@ -264,6 +261,9 @@ impl Store for EmbeddedStore {
         rate::take(self, worker, limit, now).await
     }
 
+    /// Folds the write-ahead log back into the main file, so that `dpsd.sqlite` alone holds
+    /// everything once dpsd has stopped (a plain file copy is then a backup). Another process
+    /// still using the file may keep part of the log: that is fine, the last one folds it.
     async fn close(&self) {
         let _ = self
             .read(|c| c.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)"))

@@ -24,7 +24,6 @@ CREATE TABLE IF NOT EXISTS jobs (
     name TEXT PRIMARY KEY, schedule TEXT, type TEXT NOT NULL, active INTEGER NOT NULL,
     next_run_at TEXT, last_run_at TEXT, last_finished_at TEXT, last_status TEXT,
     fail_count INTEGER NOT NULL DEFAULT 0, fail_reason TEXT, locked_at TEXT, locked_by TEXT);
-CREATE INDEX IF NOT EXISTS job_state_by_age ON job_state (updated_at, execution_id);
 CREATE INDEX IF NOT EXISTS failed_by_execution ON failed_messages (execution_id);
 CREATE INDEX IF NOT EXISTS failed_by_last_failure ON failed_messages (last_failed_at);
 CREATE TABLE IF NOT EXISTS leases (name TEXT PRIMARY KEY, holder TEXT NOT NULL, until TEXT NOT NULL);
@@ -64,12 +63,16 @@ const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
     ("job_state", "cancelled_at", "TEXT"),
 ];
 
-/// Indexes on added columns: made after the columns exist, so an old file gets them too.
-/// The partial index holds the cancelled executions only, so the replicas' poll of it reads
-/// a handful of entries whatever the table's size.
+/// Indexes added after their tables shipped, made after the columns exist, so an old file
+/// gets them too. The partial index holds the cancelled executions only, so the replicas'
+/// poll of it reads a handful of entries whatever the table's size. The creation index
+/// serves the list and the pruner's walk (which used `job_state_by_age` before issue 16:
+/// every stage moved that entry, so files that have it lose it).
 const ADDED_INDEXES: &str = "
 CREATE INDEX IF NOT EXISTS job_state_by_cancel ON job_state (cancelled_at)
     WHERE cancelled_at IS NOT NULL;
+CREATE INDEX IF NOT EXISTS job_state_by_creation ON job_state (created_at, execution_id);
+DROP INDEX IF EXISTS job_state_by_age;
 ";
 
 /// Creates what is missing in one write transaction: processes opening a fresh file at once
@@ -129,5 +132,23 @@ mod tests {
             })
             .expect("the old row");
         assert_eq!((name.as_str(), zone), ("old", None));
+    }
+
+    #[test]
+    fn a_file_with_the_update_time_index_loses_it_and_gets_the_creation_index() {
+        let connection = Connection::open_in_memory().expect("open");
+        create(&connection).expect("a new file");
+        connection
+            .execute_batch(
+                "DROP INDEX job_state_by_creation;
+                 CREATE INDEX job_state_by_age ON job_state (updated_at, execution_id);",
+            )
+            .expect("the indexes of a file from before issue 16");
+        create(&connection).expect("migrated");
+        let indexes: Vec<String> = connection
+            .prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND name LIKE 'job_state_by_%' ORDER BY name")
+            .and_then(|mut q| q.query_map([], |r| r.get(0))?.collect())
+            .expect("the indexes");
+        assert_eq!(indexes, ["job_state_by_cancel", "job_state_by_creation"]);
     }
 }

@@ -1,26 +1,31 @@
-//! Retention's reads and deletes in MongoDB (SPEC 3.2), each by index: `{updatedAt,
-//! executionId}` on job state, `{executionId}` and `{lastFailedAt}` on parked messages. A
-//! delete repeats the `updatedAt` it read, so a stage recorded since keeps its execution.
-//! Leases live in `leases`, one document per name.
+//! Retention's reads and deletes in MongoDB (SPEC 3.2), each by index: the walk goes down
+//! the list's `{createdAt, executionId}` on job state, which a stage write leaves alone,
+//! skipping what was updated since the cut-off; `{executionId}` and `{lastFailedAt}` on
+//! parked messages. A delete repeats the `updatedAt` it read, so a stage recorded since
+//! keeps its execution. Leases live in `leases`, one document per name.
 
 use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
 use mongodb::bson::{self, doc, Bson, Document};
+use mongodb::error::ErrorKind;
 use mongodb::options::IndexOptions;
 use mongodb::{Collection, IndexModel};
 
 use super::{classify, is_duplicate_key, status, text, time};
 use crate::store::{Aged, Cursor, Sizes, StoreError};
 
+/// The index the walk went down before issue 16, on the time every stage rewrites: its
+/// entry moved with each stage write. Dropped where found.
+const BY_UPDATE: &str = "updatedAt_1_executionId_1";
+/// The server's code for dropping an index that is not there (another replica just did).
+const INDEX_NOT_FOUND: i32 = 27;
+
 pub async fn ensure_indexes(
     job_state: &Collection<Document>,
     failed: &Collection<Document>,
 ) -> Result<(), StoreError> {
     let index = |keys: Document| IndexModel::builder().keys(keys).build();
-    job_state
-        .create_index(index(doc! {"updatedAt": 1, "executionId": 1}))
-        .await
-        .map_err(classify)?;
+    drop_update_index(job_state).await?;
     let sparse = IndexOptions::builder().sparse(true).build();
     let by_execution = IndexModel::builder()
         .keys(doc! {"executionId": 1})
@@ -34,6 +39,19 @@ pub async fn ensure_indexes(
     Ok(())
 }
 
+async fn drop_update_index(job_state: &Collection<Document>) -> Result<(), StoreError> {
+    let names = job_state.list_index_names().await.map_err(classify)?;
+    if !names.iter().any(|name| name == BY_UPDATE) {
+        return Ok(());
+    }
+    match job_state.drop_index(BY_UPDATE).await {
+        Err(e) if !matches!(&*e.kind, ErrorKind::Command(c) if c.code == INDEX_NOT_FOUND) => {
+            Err(classify(e))
+        }
+        _ => Ok(()),
+    }
+}
+
 pub async fn aged(
     job_state: &Collection<Document>,
     after: Option<&Cursor>,
@@ -42,13 +60,14 @@ pub async fn aged(
 ) -> Result<Vec<Aged>, StoreError> {
     let before = bson::DateTime::from_chrono(before);
     let filter = match after {
-        None => doc! {"updatedAt": {"$lt": before}},
+        None => doc! {"createdAt": {"$lt": before}, "updatedAt": {"$lt": before}},
         Some(c) => {
-            let at = bson::DateTime::from_chrono(c.updated_at);
+            let at = bson::DateTime::from_chrono(c.created_at);
             doc! {
-                "updatedAt": {"$lt": before, "$gte": at},
+                "createdAt": {"$lt": before, "$gte": at},
+                "updatedAt": {"$lt": before},
                 "$or": [
-                    {"updatedAt": {"$gt": at}},
+                    {"createdAt": {"$gt": at}},
                     {"executionId": {"$gt": &c.execution_id}},
                 ],
             }
@@ -56,8 +75,10 @@ pub async fn aged(
     };
     let found: Vec<Document> = job_state
         .find(filter)
-        .sort(doc! {"updatedAt": 1, "executionId": 1})
-        .projection(doc! {"executionId": 1, "status": 1, "worker": 1, "updatedAt": 1})
+        .sort(doc! {"createdAt": 1, "executionId": 1})
+        .projection(
+            doc! {"executionId": 1, "status": 1, "worker": 1, "createdAt": 1, "updatedAt": 1},
+        )
         .limit(i64::from(limit))
         .await
         .map_err(classify)?
@@ -71,6 +92,7 @@ pub async fn aged(
                 execution_id: text(d, "executionId")?,
                 status: status(d)?,
                 worker: text(d, "worker")?,
+                created_at: time(d, "createdAt")?,
                 updated_at: time(d, "updatedAt")?,
             })
         })
