@@ -189,8 +189,8 @@ impl Chain {
             audit.parked = store.list_failed(None, 10, 0).await.expect("list").total;
             store.close().await;
             let sent: BTreeSet<&String> = ids.iter().collect();
-            for calls in [&first, &second] {
-                audit.duplicate_calls += calls.values().map(|c| c - 1).sum::<usize>();
+            for (stage, calls) in [&first, &second].into_iter().enumerate() {
+                audit.duplicate_calls[stage] += calls.values().map(|c| c - 1).sum::<usize>();
                 audit.unknown += calls.keys().filter(|id| !sent.contains(id)).count();
             }
             audit
@@ -201,11 +201,13 @@ impl Chain {
     fn conclude(&self, scenario: &str, ids: &[String]) {
         let audit = self.audit(ids);
         let line = format!(
-            "| {scenario} | {} | {} | {} | {} | {} | {:.1} s |",
+            "| {scenario} | {} | {} | {} | {} (w1 {}, w2 {}) | {} | {:.1} s |",
             audit.sent,
             self.faults.len(),
             audit.missing.len() + audit.wrong.len(),
-            audit.duplicate_calls,
+            audit.duplicate_calls.iter().sum::<usize>(),
+            audit.duplicate_calls[0],
+            audit.duplicate_calls[1],
             audit.stages_recorded_twice,
             self.started.elapsed().as_secs_f64()
         );
@@ -247,7 +249,8 @@ struct Audit {
     wrong: Vec<String>,
     parked: u64,
     unknown: usize,
-    duplicate_calls: usize,
+    /// Service calls beyond the first per executionId, at w1 and at w2.
+    duplicate_calls: [usize; 2],
     stages_recorded_twice: usize,
 }
 
