@@ -59,12 +59,36 @@ fn is_busy(error: &rusqlite::Error) -> bool {
     error.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy)
 }
 
+thread_local! {
+    /// Set while a write runs on an async runtime's thread, which must not sleep.
+    static NO_WAIT: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `attempt` with the busy handler answering "busy" at once instead of waiting: for
+/// writes tried on the runtime's thread, which go to the writer thread when the file is
+/// locked.
+pub fn without_waiting<T>(attempt: impl FnOnce() -> T) -> T {
+    /// Clears the mark however `attempt` ends, a panic included.
+    struct Waiting;
+    impl Drop for Waiting {
+        fn drop(&mut self) {
+            NO_WAIT.set(false);
+        }
+    }
+    NO_WAIT.set(true);
+    let _restore = Waiting;
+    attempt()
+}
+
 /// SQLite's busy handler: `tries` is how many times it has already been called for this
 /// lock; false gives up (SQLITE_BUSY, reported as the store being unavailable). The wait is
 /// bounded by the clock, not by counting tries: a sleep lasts longer than asked.
 fn wait_for_lock(tries: i32) -> bool {
     thread_local! {
         static WAITING_SINCE: std::cell::Cell<Instant> = std::cell::Cell::new(Instant::now());
+    }
+    if NO_WAIT.get() {
+        return false;
     }
     let waited = WAITING_SINCE.with(|since| {
         if tries == 0 {

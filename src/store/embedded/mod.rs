@@ -1,7 +1,8 @@
 //! The embedded store (SPEC 3.1): an SQLite file in `state_dir`, shared by the daemon and
 //! every replica on the host. WAL mode lets readers run beside the one writer; a busy
 //! handler makes a process wait for another's transaction rather than fail (`lock`);
-//! writes go through one thread per process in batched transactions (`writer`).
+//! writes are grouped into transactions, committed on the caller's runtime thread when the
+//! file's lock is free and by one thread per process when it is not (`writer`).
 //!
 //! This file is the store itself and what every kind of record shares: times as text and
 //! the reading of SQLite's errors. Each kind of record keeps its SQL and row mapping in a
@@ -58,7 +59,8 @@ impl EmbeddedStore {
         let reader = Arc::new(Mutex::new(lock::connect(&path, sync)?));
         Ok(EmbeddedStore {
             path,
-            writer: Writer::start(writing),
+            // Each commit waits for the disk with `full`: not on the runtime's thread.
+            writer: Writer::start(writing, sync == StateSync::Normal),
             reader,
         })
     }
