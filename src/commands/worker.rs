@@ -17,7 +17,7 @@ use crate::logging;
 use crate::services::Caller;
 use crate::shutdown::Shutdown;
 use crate::store;
-use crate::worker::{cancel, pause, report, report_once, Counters, Handler, Worker};
+use crate::worker::{cancel, pause, report, report_once, Counters, Handler, InHand, Worker};
 
 /// How the replica was started, beyond its spec.
 struct Mode {
@@ -80,6 +80,7 @@ async fn run(spec: ReplicaSpec, mode: Mode) -> Result<(), Failure> {
         counters: Arc::new(Counters::default()),
         park_after,
         cancels: cancel::watch(store.clone()).await,
+        in_hand: InHand::default(),
     };
     if supervised {
         tokio::spawn(report(handler.counters.clone()));

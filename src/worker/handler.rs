@@ -13,6 +13,7 @@ use tracing::{debug, error, info, warn, Instrument};
 
 use super::cancel::{Cancelled, Cancels};
 use super::counters::{Counters, Outcome};
+use super::in_hand::InHand;
 use crate::backoff::Backoff;
 use crate::broker::{self, BrokerError, Publisher};
 use crate::config::{delay_queue, WorkerDef};
@@ -160,6 +161,8 @@ pub struct Handler {
     pub park_after: Option<u32>,
     /// The executions cancelled (SPEC 4.5), as `cancel::watch` keeps them from the store.
     pub cancels: Arc<Cancels>,
+    /// The executions in hand, so that two copies of one do not run at once here.
+    pub in_hand: InHand,
 }
 
 impl Handler {
@@ -168,7 +171,7 @@ impl Handler {
         let verdict = match Message::parse(&delivery.body) {
             Ok(message) => {
                 let span = tracing::info_span!("message", executionId = %message.execution_id());
-                self.process(message, delivery, forward)
+                self.in_turn(message, delivery, forward)
                     .instrument(span)
                     .await
             }
@@ -176,6 +179,21 @@ impl Handler {
         };
         self.counters.finished();
         verdict
+    }
+
+    /// Processes the message once no other copy of its execution is in hand here (a hard
+    /// stop while waiting sends it back).
+    async fn in_turn(
+        &self,
+        message: Message,
+        delivery: &Delivery,
+        forward: &dyn Forward,
+    ) -> Verdict {
+        let _held = tokio::select! {
+            held = self.in_hand.hold(message.execution_id()) => held,
+            () = self.hard_stop.cancelled() => return Verdict::Requeue,
+        };
+        self.process(message, delivery, forward).await
     }
 
     async fn process(
@@ -631,6 +649,7 @@ mod tests {
             counters: Arc::new(Counters::default()),
             park_after: Some(5),
             cancels: Arc::new(Cancels::default()),
+            in_hand: InHand::default(),
         };
         World { handler, _dir: dir }
     }
@@ -725,6 +744,46 @@ mod tests {
         assert_eq!(
             sent[1].2.get(headers::REFORWARD).map(String::as_str),
             Some("1")
+        );
+    }
+
+    /// A broker restart's three copies of one execution at once: the one in hand, its
+    /// redelivery and the previous worker's marked forward. The later two wait for the
+    /// first, find its stage done and are not run: the services ran once.
+    #[tokio::test]
+    async fn copies_of_an_execution_in_hand_wait_for_it_and_are_not_run_again() {
+        let slow = vec![
+            Builtin::Sleep(Duration::from_millis(100)),
+            Builtin::Constant(json!("test1")),
+        ];
+        let world = world(slow, None);
+        let broker = FakeBroker::default();
+        let body = json!({"executionId": "e16"});
+        let first = delivery(body.clone());
+        let mut redelivered = delivery(body.clone());
+        redelivered.redelivered = true;
+        let mut marked = delivery(body);
+        marked.reforwarded = true;
+        let verdicts = tokio::join!(
+            world.handler.handle(&first, &broker),
+            world.handler.handle(&redelivered, &broker),
+            world.handler.handle(&marked, &broker),
+        );
+        assert_eq!(verdicts, (Verdict::Ack, Verdict::Ack, Verdict::Ack));
+        assert_eq!(
+            world.stages("e16").await,
+            [(Status::Done, 1)],
+            "one stage recorded: the services ran once"
+        );
+        let marks: Vec<_> = broker
+            .sent()
+            .iter()
+            .map(|s| s.2.get(headers::REFORWARD).cloned())
+            .collect();
+        assert_eq!(
+            marks,
+            [None, Some("1".into()), Some("1".into())],
+            "forwarded again, marked"
         );
     }
 

@@ -7,6 +7,7 @@ mod counters;
 #[cfg(test)]
 mod fake;
 mod handler;
+mod in_hand;
 pub mod pause;
 mod rate;
 
@@ -24,6 +25,7 @@ use tracing::{error, info, warn, Instrument};
 
 pub use counters::{report, report_once, Counters, Histogram, Totals, BUCKETS};
 pub use handler::{Delivery, Forward, Handler, Headers, Verdict};
+pub use in_hand::InHand;
 
 use crate::backoff::Backoff;
 use crate::broker::{self, BrokerError, Endpoint, Publisher, QueueRefusal};
