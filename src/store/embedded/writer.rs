@@ -104,9 +104,6 @@ impl Shared {
 async fn flush(shared: Arc<Shared>) {
     tokio::task::yield_now().await;
     let batch = std::mem::take(&mut *lock_ignoring_poison(&shared.pending));
-    if batch.is_empty() {
-        return;
-    }
     // Held by the thread, which is waiting for another process: the group joins its queue.
     let connection = match shared.connection.try_lock() {
         Ok(connection) => connection,

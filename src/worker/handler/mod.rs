@@ -1,6 +1,6 @@
 //! What a worker does with one delivery (SPEC 4.2): parse, call the services in order,
 //! record the stage, forward, and only then say "ack". The broker side (consuming, acking)
-//! is the session's job; this file decides.
+//! is the session's job; this module decides. A retry and parking are in `failure`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -11,15 +11,17 @@ use chrono::Utc;
 use serde_json::Value;
 use tracing::{debug, error, info, warn, Instrument};
 
+mod failure;
+
 use super::cancel::{Cancelled, Cancels};
 use super::counters::{Counters, Outcome};
 use super::in_hand::InHand;
 use crate::backoff::Backoff;
 use crate::broker::{self, BrokerError, Publisher};
-use crate::config::{delay_queue, WorkerDef};
-use crate::message::{headers, Malformed, Message, EXECUTION_ID};
+use crate::config::WorkerDef;
+use crate::message::{headers, Message};
 use crate::services::{CallContext, Caller, ServiceError};
-use crate::store::{ParkedBody, ParkedMessage, Stage, Status, Store, StoreError};
+use crate::store::{Stage, Status, Store, StoreError};
 
 /// How long a write waits for an unavailable store: from a tenth of a second up to five.
 const STORE_RETRY: Backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
@@ -412,114 +414,6 @@ impl Handler {
         forward.publish(queue, message.to_bytes(), &headers).await
     }
 
-    /// Records the failed attempt and puts the message, as received, in the delay queue for
-    /// `delay`, from which RabbitMQ returns it to this worker's queue; then it is acked. A
-    /// crash before the ack means a redelivery now instead of later, never a loss.
-    async fn retry_later(
-        &self,
-        message: &Message,
-        delivery: &Delivery,
-        stage: Stage,
-        delay: Duration,
-        forward: &dyn Forward,
-    ) -> Verdict {
-        let next = delivery.attempt + 1;
-        warn!(
-            attempt = delivery.attempt,
-            "failed, attempt {next} in {}: {}",
-            humantime::format_duration(delay),
-            stage.error.as_deref().unwrap_or_default()
-        );
-        let record = self.persist(|| self.store.record_stage(message.execution_id(), &stage));
-        match record.await {
-            Ok(()) => {}
-            Err(Unsaved::Stopped) => return Verdict::Requeue,
-            Err(Unsaved::Invalid(reason)) => {
-                let error = format!("the store refused the record of this stage: {reason}");
-                let parked = Stage {
-                    status: Status::Parked,
-                    error: Some(error.clone()),
-                    ..stage
-                };
-                return self.park_failed(message, delivery, parked, error).await;
-            }
-        }
-        let headers = Headers::from([
-            (headers::ATTEMPT, next.to_string()),
-            (headers::STAGES, delivery.stages_passed.to_string()),
-        ]);
-        let body = received_bytes(delivery, message.execution_id());
-        let queue = delay_queue(&self.def.queue, delay);
-        match forward.publish(&queue, body, &headers).await {
-            Ok(()) => self.counted(Outcome::Retried),
-            Err(e) => {
-                warn!("could not schedule the retry, message goes back to the queue: {e}");
-                Verdict::Requeue
-            }
-        }
-    }
-
-    async fn park_failed(
-        &self,
-        message: &Message,
-        delivery: &Delivery,
-        stage: Stage,
-        error: String,
-    ) -> Verdict {
-        warn!("parked: {error}");
-        let now = Utc::now();
-        let parked = ParkedMessage {
-            id: format!("{}:{}", self.def.name, message.execution_id()),
-            body: as_received(delivery, message.execution_id()),
-            worker: self.def.name.clone(),
-            queue: self.def.queue.clone(),
-            execution_id: Some(message.execution_id().to_string()),
-            attempts: stage.attempts,
-            stages_passed: stage.stages_passed,
-            error,
-            first_failed_at: now,
-            last_failed_at: now,
-        };
-        // The stage first: whoever sees the parked copy (an operator, a replay) finds the
-        // execution already marked parked. A crash between the two redelivers the message,
-        // which fails and parks again. A parked stage the store refuses (the record that
-        // brought the message here may have been refused already) does not keep it from
-        // being parked: requeueing would only come back here.
-        let record = self.persist(|| self.store.record_stage(message.execution_id(), &stage));
-        match record.await {
-            Ok(()) => {}
-            Err(Unsaved::Stopped) => return Verdict::Requeue,
-            Err(Unsaved::Invalid(reason)) => {
-                error!("the store refused the parked stage, parking the message anyway: {reason}");
-            }
-        }
-        match self.persist(|| self.store.park(&parked)).await {
-            Ok(()) => self.counted(Outcome::Parked),
-            Err(unsaved) => unsaved.requeue("parked entry"),
-        }
-    }
-
-    async fn park_malformed(&self, delivery: &Delivery, reason: Malformed) -> Verdict {
-        warn!("malformed message parked: {reason}");
-        let now = Utc::now();
-        let parked = ParkedMessage {
-            id: crate::message::new_id(),
-            body: ParkedBody::from_bytes(&delivery.body),
-            worker: self.def.name.clone(),
-            queue: self.def.queue.clone(),
-            execution_id: None,
-            attempts: 1,
-            stages_passed: delivery.stages_passed,
-            error: reason.to_string(),
-            first_failed_at: now,
-            last_failed_at: now,
-        };
-        match self.persist(|| self.store.park(&parked)).await {
-            Ok(()) => self.counted(Outcome::Parked),
-            Err(unsaved) => unsaved.requeue("parked entry"),
-        }
-    }
-
     /// A delivery of a cancelled execution (SPEC 4.5): its stage says `cancelled`, nothing
     /// goes on (no forward, no retry), and it is acked. The stage is worth a wait for an
     /// unavailable store (it is how the operator sees the cancel reached this worker), not a
@@ -583,29 +477,6 @@ async fn timed<T>(work: impl std::future::Future<Output = T>) -> (T, u64) {
     (outcome, started.elapsed().as_millis() as u64)
 }
 
-/// The body as it arrived (not as the services left it), with the executionId it was
-/// given: a retry or a replay then continues the same execution.
-fn with_execution_id(delivery: &Delivery, execution_id: &str) -> Option<Value> {
-    match serde_json::from_slice::<Value>(&delivery.body) {
-        Ok(Value::Object(mut body)) => {
-            body.insert(EXECUTION_ID.into(), Value::String(execution_id.into()));
-            Some(Value::Object(body))
-        }
-        _ => None,
-    }
-}
-
-fn as_received(delivery: &Delivery, execution_id: &str) -> ParkedBody {
-    with_execution_id(delivery, execution_id)
-        .map_or_else(|| ParkedBody::from_bytes(&delivery.body), ParkedBody::Json)
-}
-
-fn received_bytes(delivery: &Delivery, execution_id: &str) -> Vec<u8> {
-    with_execution_id(delivery, execution_id)
-        .and_then(|body| serde_json::to_vec(&body).ok())
-        .unwrap_or_else(|| delivery.body.clone())
-}
-
 #[cfg(test)]
 mod tests {
     //! The decisions of SPEC 4.2, each against the embedded store and a fake broker.
@@ -614,7 +485,7 @@ mod tests {
 
     use super::*;
     use crate::config::{Builtin, NamedService, RetryPolicy, ServiceDef, StateSync};
-    use crate::store::EmbeddedStore;
+    use crate::store::{EmbeddedStore, ParkedBody, ParkedMessage};
     use crate::worker::fake::FakeBroker;
 
     /// A handler for worker `w` (queue `in`, follow queue `out`, state 1) running
