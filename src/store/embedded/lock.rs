@@ -19,8 +19,9 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 /// group commit, about a millisecond), so replicas sharing the file would mostly sleep.
 const BUSY_RETRY: Duration = Duration::from_micros(200);
 
-/// Pages the write-ahead log grows to before a commit folds it back into the file.
-const WAL_PAGES: i64 = 10_000;
+/// Pages the write-ahead log grows to before it is folded back into the file: by the
+/// checkpoint thread (`checkpoint`), or by the commit itself on a connection without one.
+pub const WAL_PAGES: i32 = 10_000;
 
 /// A connection to the file with the busy handler, WAL and the configured `synchronous`.
 pub fn connect(path: &Path, sync: StateSync) -> anyhow::Result<Connection> {

@@ -2,7 +2,9 @@
 //! every replica on the host. WAL mode lets readers run beside the one writer; a busy
 //! handler makes a process wait for another's transaction rather than fail (`lock`);
 //! writes are grouped into transactions, committed on the caller's runtime thread when the
-//! file's lock is free and by one thread per process when it is not (`writer`).
+//! file's lock is free and by one thread per process when it is not (`writer`); another
+//! thread writes the write-ahead log out and checkpoints it, so that no commit does
+//! (`checkpoint`).
 //!
 //! This file is the store itself and what every kind of record shares: times as text and
 //! the reading of SQLite's errors. Each kind of record keeps its SQL and row mapping in a
@@ -12,6 +14,7 @@
 
 mod aged;
 mod cancel;
+mod checkpoint;
 mod executions;
 mod failed;
 mod jobs;
@@ -57,6 +60,7 @@ impl EmbeddedStore {
             anyhow::anyhow!("cannot prepare the embedded store {}: {e}", path.display())
         })?;
         let reader = Arc::new(Mutex::new(lock::connect(&path, sync)?));
+        let writing = checkpoint::hand_over(writing, &path, sync);
         Ok(EmbeddedStore {
             path,
             // Each commit waits for the disk with `full`: not on the runtime's thread.

@@ -19,6 +19,7 @@ use std::sync::{mpsc, Arc, Mutex, TryLockError};
 use rusqlite::Connection;
 use tokio::sync::oneshot;
 
+use super::checkpoint::Writing;
 use super::{classify, lock};
 use crate::store::StoreError;
 
@@ -41,7 +42,7 @@ pub struct Writer {
 }
 
 struct Shared {
-    connection: Arc<Mutex<Connection>>,
+    connection: Arc<Mutex<Writing>>,
     /// The writes of this turn of the runtime, committed together by one `flush`.
     pending: Mutex<Vec<Op>>,
     /// Groups for the thread: those that found the file locked, or all of them.
@@ -51,8 +52,8 @@ struct Shared {
 
 impl Writer {
     /// `on_runtime`: whether groups are tried on the caller's thread first.
-    pub fn start(connection: Connection, on_runtime: bool) -> Writer {
-        let connection = Arc::new(Mutex::new(connection));
+    pub fn start(connection: impl Into<Writing>, on_runtime: bool) -> Writer {
+        let connection = Arc::new(Mutex::new(connection.into()));
         let (thread, incoming) = mpsc::channel();
         let writing = connection.clone();
         std::thread::Builder::new()
@@ -124,7 +125,7 @@ async fn flush(shared: Arc<Shared>) {
     }
 }
 
-fn run(connection: &Mutex<Connection>, incoming: mpsc::Receiver<Vec<Op>>) {
+fn run(connection: &Mutex<Writing>, incoming: mpsc::Receiver<Vec<Op>>) {
     while let Ok(mut batch) = incoming.recv() {
         while let Ok(more) = incoming.try_recv() {
             batch.extend(more);
