@@ -48,8 +48,8 @@ struct Wake {
     thread: SyncSender<Due>,
 }
 
-/// What the thread is woken for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What the thread is woken for; a checkpoint flushes the log too, so it ranks above.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Due {
     /// The log grew by FLUSH_PAGES: have the kernel write it out now, a little at a time,
     /// rather than all of it at the checkpoint.
@@ -118,14 +118,14 @@ fn log_of(path: &Path) -> PathBuf {
 }
 
 fn run(connection: &Connection, log: &Path, wakes: &Receiver<Due>) {
-    while let Ok(due) = wakes.recv() {
-        match due {
+    while let Ok(first) = wakes.recv() {
+        // Wake-ups already waiting ask for the same work, and one run serves them all; one
+        // sent while it runs stays in the channel and runs it again after, for the pages
+        // committed meanwhile (drained after the run, those were left until the next commit).
+        match wakes.try_iter().fold(first, Due::max) {
             Due::Flush => flush(log),
             Due::Checkpoint => checkpoint(connection),
         }
-        // Wake-ups sent while it ran were for work it did or the next one will do; a
-        // commit after this point wakes it again.
-        while wakes.try_recv().is_ok() {}
     }
 }
 
