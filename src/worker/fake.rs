@@ -10,11 +10,13 @@ use super::handler::{Forward, Headers};
 use crate::broker::BrokerError;
 
 /// Records what is published (queue, body as JSON, headers); fails every publish when
-/// `broken`.
+/// `broken`; refuses (nacks) the first `nacks` publishes.
 #[derive(Default)]
 pub struct FakeBroker {
     sent: Mutex<Vec<(String, Value, Headers)>>,
     broken: bool,
+    nacks: u32,
+    nacked: Mutex<u32>,
 }
 
 #[async_trait]
@@ -27,6 +29,13 @@ impl Forward for FakeBroker {
     ) -> Result<(), BrokerError> {
         if self.broken {
             return Err(BrokerError::Lost("the fake broker is down"));
+        }
+        {
+            let mut nacked = self.nacked.lock().expect("lock");
+            if *nacked < self.nacks {
+                *nacked += 1;
+                return Err(BrokerError::Nacked);
+            }
         }
         let body = serde_json::from_slice(&body).expect("dpsd sends JSON");
         let sent = (queue.to_string(), body, headers.clone());
@@ -41,6 +50,17 @@ impl FakeBroker {
             broken: true,
             ..FakeBroker::default()
         }
+    }
+
+    pub fn nacking(nacks: u32) -> FakeBroker {
+        FakeBroker {
+            nacks,
+            ..FakeBroker::default()
+        }
+    }
+
+    pub fn nacked(&self) -> u32 {
+        *self.nacked.lock().expect("lock")
     }
 
     pub fn sent(&self) -> Vec<(String, Value, Headers)> {

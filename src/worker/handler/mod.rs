@@ -25,6 +25,8 @@ use crate::store::{Stage, Status, Store, StoreError};
 
 /// How long a write waits for an unavailable store: from a tenth of a second up to five.
 const STORE_RETRY: Backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+/// How long a forward RabbitMQ refused (a nack) waits before it is sent again: the same.
+const NACK_RETRY: Backoff = STORE_RETRY;
 
 /// Headers dpsd sets on a message it sends on, by name.
 pub type Headers = BTreeMap<&'static str, String>;
@@ -411,7 +413,40 @@ impl Handler {
         if delivery.redelivered || delivery.reforwarded {
             headers.insert(headers::REFORWARD, "1".to_string());
         }
-        forward.publish(queue, message.to_bytes(), &headers).await
+        self.publish_until_taken(queue, message, &headers, forward)
+            .await
+    }
+
+    /// Publishes until RabbitMQ takes the message. A nack (a quorum queue electing a leader
+    /// after a node died, a full queue that rejects publishes) is sent again with back-off,
+    /// the message still in hand: sent back to the queue at once, a redelivery whose stage
+    /// was done found the same nack, went back again, and used up `amqp.delivery_limit`
+    /// within the election (reliability.md). Other errors end it: with the channel gone the
+    /// message comes back anyway. A hard stop ends the wait with the nack.
+    async fn publish_until_taken(
+        &self,
+        queue: &str,
+        message: &Message,
+        headers: &Headers,
+        forward: &dyn Forward,
+    ) -> Result<(), BrokerError> {
+        let mut retries = NACK_RETRY.retries();
+        loop {
+            match forward.publish(queue, message.to_bytes(), headers).await {
+                Err(BrokerError::Nacked) => {
+                    let delay = retries.next_delay();
+                    warn!(
+                        "RabbitMQ refused the forward to {queue} (nack), sending it again in {}",
+                        humantime::format_duration(delay)
+                    );
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => {}
+                        _ = self.hard_stop.cancelled() => return Err(BrokerError::Nacked),
+                    }
+                }
+                outcome => return outcome,
+            }
+        }
     }
 
     /// A delivery of a cancelled execution (SPEC 4.5): its stage says `cancelled`, nothing
@@ -588,6 +623,20 @@ mod tests {
             Headers::from([(headers::STAGES, "1".to_string())]),
             "a first forward carries no mark, and one stage passed"
         );
+    }
+
+    /// RabbitMQ refusing the forward twice (a follow queue without a leader for a moment):
+    /// the message stays in hand and is sent again, not returned to the queue, where each
+    /// return counts towards the delivery limit.
+    #[tokio::test]
+    async fn a_nacked_forward_is_sent_again_and_the_message_acked() {
+        let world = world(vec![Builtin::Constant(json!("test1"))], None);
+        let broker = FakeBroker::nacking(2);
+        let verdict = world.handle(json!({"executionId": "e9"}), &broker).await;
+        assert_eq!(verdict, Verdict::Ack);
+        assert_eq!(broker.sent().len(), 1, "confirmed once, after two nacks");
+        assert_eq!(broker.nacked(), 2);
+        assert_eq!(world.stages("e9").await, [(Status::Done, 1)]);
     }
 
     #[tokio::test]
