@@ -439,9 +439,8 @@ impl Handler {
                         "RabbitMQ refused the forward to {queue} (nack), sending it again in {}",
                         humantime::format_duration(delay)
                     );
-                    tokio::select! {
-                        _ = tokio::time::sleep(delay) => {}
-                        _ = self.hard_stop.cancelled() => return Err(BrokerError::Nacked),
+                    if !self.before_retry(delay).await {
+                        return Err(BrokerError::Nacked);
                     }
                 }
                 outcome => return outcome,
@@ -495,12 +494,19 @@ impl Handler {
                         "store unavailable, retrying in {}: {reason}",
                         humantime::format_duration(delay)
                     );
-                    tokio::select! {
-                        _ = tokio::time::sleep(delay) => {}
-                        _ = self.hard_stop.cancelled() => return Err(Unsaved::Stopped),
+                    if !self.before_retry(delay).await {
+                        return Err(Unsaved::Stopped);
                     }
                 }
             }
+        }
+    }
+
+    /// Waits `delay` before another try; false when a hard stop came first.
+    async fn before_retry(&self, delay: Duration) -> bool {
+        tokio::select! {
+            () = tokio::time::sleep(delay) => true,
+            () = self.hard_stop.cancelled() => false,
         }
     }
 }
