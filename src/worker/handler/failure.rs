@@ -51,9 +51,12 @@ impl Handler {
             (headers::ATTEMPT, next.to_string()),
             (headers::STAGES, delivery.stages_passed.to_string()),
         ]);
-        let body = received_bytes(delivery, message.execution_id());
+        let body = || received_bytes(delivery, message.execution_id());
         let queue = delay_queue(&self.def.queue, delay);
-        match forward.publish(&queue, body, &headers).await {
+        match self
+            .publish_until_taken(&queue, body, &headers, forward)
+            .await
+        {
             Ok(()) => self.counted(Outcome::Retried),
             Err(e) => {
                 warn!("could not schedule the retry, message goes back to the queue: {e}");

@@ -413,30 +413,32 @@ impl Handler {
         if delivery.redelivered || delivery.reforwarded {
             headers.insert(headers::REFORWARD, "1".to_string());
         }
-        self.publish_until_taken(queue, message, &headers, forward)
+        self.publish_until_taken(queue, || message.to_bytes(), &headers, forward)
             .await
     }
 
-    /// Publishes until RabbitMQ takes the message. A nack (a quorum queue electing a leader
-    /// after a node died, a full queue that rejects publishes) is sent again with back-off,
-    /// the message still in hand: sent back to the queue at once, a redelivery whose stage
-    /// was done found the same nack, went back again, and used up `amqp.delivery_limit`
+    /// Publishes `body()` until RabbitMQ takes it: every message the handler sends on (the
+    /// forward, a retry to its delay queue) goes through here. A nack (a quorum queue
+    /// electing a leader after a node died, a full queue that rejects publishes) is sent
+    /// again with back-off, the delivery still in hand: sent back to the queue at once, a
+    /// redelivery met the same nack, went back again, and used up `amqp.delivery_limit`
     /// within the election (reliability.md). Other errors end it: with the channel gone the
-    /// message comes back anyway. A hard stop ends the wait with the nack.
+    /// delivery comes back anyway. A hard stop ends the wait with the nack. `body` is made
+    /// again for each try, so the first costs no copy.
     async fn publish_until_taken(
         &self,
         queue: &str,
-        message: &Message,
+        body: impl Fn() -> Vec<u8>,
         headers: &Headers,
         forward: &dyn Forward,
     ) -> Result<(), BrokerError> {
         let mut retries = NACK_RETRY.retries();
         loop {
-            match forward.publish(queue, message.to_bytes(), headers).await {
+            match forward.publish(queue, body(), headers).await {
                 Err(BrokerError::Nacked) => {
                     let delay = retries.next_delay();
                     warn!(
-                        "RabbitMQ refused the forward to {queue} (nack), sending it again in {}",
+                        "RabbitMQ refused the message for {queue} (nack), sending it again in {}",
                         humantime::format_duration(delay)
                     );
                     if !self.before_retry(delay).await {
@@ -817,6 +819,19 @@ mod tests {
             Some("2")
         );
         assert!(world.parked().await.is_empty());
+    }
+
+    /// The delay queue refusing the retry once: it is sent again, not returned to the queue
+    /// (from where its services would run again).
+    #[tokio::test]
+    async fn a_nacked_retry_is_sent_again_to_the_delay_queue() {
+        let world = world(vec![failing()], three_attempts());
+        let broker = FakeBroker::nacking(1);
+        let verdict = world.handle(json!({"executionId": "e10"}), &broker).await;
+        assert_eq!(verdict, Verdict::Ack);
+        assert_eq!(broker.nacked(), 1);
+        let queues: Vec<String> = broker.sent().into_iter().map(|(q, ..)| q).collect();
+        assert_eq!(queues, ["in.retry.1000ms"]);
     }
 
     #[tokio::test]
