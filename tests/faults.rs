@@ -4,7 +4,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::{rabbitmqctl, restartable_broker, wait_for, PrivateMongo, TestEnv};
+use common::{
+    close_connections_named, rabbitmqctl, restartable_broker, wait_for, PrivateMongo, TestEnv,
+};
 
 #[test]
 fn a_replica_killed_mid_batch_loses_no_message() {
@@ -75,6 +77,60 @@ fn the_broker_restarted_mid_run_loses_no_message() {
     env.wait_consuming("w2", 2);
     env.wait_done(&ids, 2, Duration::from_secs(90));
     assert_eq!(env.depth(&first) + env.depth(&second), 0);
+}
+
+/// A message in hand when RabbitMQ closes its replica's connection: its service goes on
+/// and its stage is recorded, so the copy the broker hands out again finds it done and the
+/// service is called once (it was called twice when the handler was dropped with the
+/// connection: the redelivery ran it again).
+#[test]
+fn a_message_in_hand_when_its_connection_is_closed_calls_its_service_once() {
+    let (url, node) = restartable_broker();
+    let env = TestEnv::with_servers("lostconn", &url, "");
+    let queue = env.queue("in");
+    let calls = env.path("calls.log");
+    let worker = env.id.clone();
+    env.write_worker(
+        &worker,
+        &format!(
+            "queue: {queue}\njob_state: 1\nprefetch: 1\nservices: [{{exec: [/bin/sh, -c, 'cat >/dev/null; echo called >> {}; sleep 2; echo 1'], timeout: 30s}}]\n",
+            calls.display()
+        ),
+    );
+    env.start_worker(&worker);
+    env.wait_consuming(&worker, 1);
+    let id = env.send(&queue, r#"{"n": 1}"#);
+    let called = || {
+        std::fs::read_to_string(&calls)
+            .unwrap_or_default()
+            .lines()
+            .count()
+    };
+    wait_for("the service called", Duration::from_secs(20), || {
+        called() == 1
+    });
+
+    let connection = format!("dpsd worker {worker} #0");
+    assert_eq!(
+        close_connections_named(&node, &connection),
+        1,
+        "one connection named {connection}"
+    );
+    // The copy handed out again waits for the first one, then finds its stage recorded.
+    wait_for("the redelivery settled", Duration::from_secs(60), || {
+        called() > 1
+            || env
+                .worker_log(&worker)
+                .contains("already done by this worker")
+    });
+    assert!(env.is_done_at(&id, 1), "the stage recorded");
+    assert_eq!(
+        called(),
+        1,
+        "the service called once; log:\n{}",
+        env.worker_log(&worker)
+    );
+    assert_eq!(env.depth(&queue), 0);
 }
 
 #[test]

@@ -3,6 +3,7 @@
 //! can be in flight at once.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,6 +24,8 @@ pub struct Publisher {
     channel: Channel,
     pending: Arc<Mutex<Pending>>,
     refusal: Refusal,
+    /// Set by [`Publisher::abandon`] once the session saw its connection go.
+    abandoned: Arc<AtomicBool>,
 }
 
 /// Confirms awaited, by publish sequence number (1, 2, ... in publish order on the channel).
@@ -65,7 +68,22 @@ impl Publisher {
             channel,
             pending,
             refusal,
+            abandoned: Arc::default(),
         })
+    }
+
+    /// The connection is lost: every publish waiting for its confirm fails now, and every
+    /// later one at once. Without it a wait whose confirm went with the connection lasted
+    /// `CONFIRM_TIMEOUT`, and its message held its execution's turn in the replica (the
+    /// redelivery waits behind it) for that long.
+    pub async fn abandon(&self) {
+        self.abandoned.store(true, Ordering::Relaxed);
+        // Dropping the senders ends the waits (as a closed channel does).
+        self.pending.lock().await.waiters.clear();
+    }
+
+    pub fn abandoned(&self) -> bool {
+        self.abandoned.load(Ordering::Relaxed)
     }
 
     pub fn channel(&self) -> &Channel {
@@ -83,6 +101,9 @@ impl Publisher {
             // The lock spans sequence assignment and the send so that sequence numbers match
             // the order the broker sees the messages in.
             let mut pending = self.pending.lock().await;
+            if self.abandoned() {
+                return Err(BrokerError::Lost("the connection to RabbitMQ was lost"));
+            }
             pending.next += 1;
             let seq = pending.next;
             let (tx, rx) = oneshot::channel();

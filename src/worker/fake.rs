@@ -10,11 +10,14 @@ use super::handler::{Forward, Headers};
 use crate::broker::BrokerError;
 
 /// Records what is published (queue, body as JSON, headers); fails every publish when
-/// `broken`; refuses (nacks) the first `nacks` publishes.
+/// `broken`; refuses (nacks) the first `nacks` publishes; says its connection is lost when
+/// `gone`.
 #[derive(Default)]
 pub struct FakeBroker {
     sent: Mutex<Vec<(String, Value, Headers)>>,
     broken: bool,
+    /// The connection is gone (`Forward::connected` says so); publishes still work.
+    gone: bool,
     nacks: u32,
     nacked: Mutex<u32>,
 }
@@ -42,12 +45,23 @@ impl Forward for FakeBroker {
         self.sent.lock().expect("lock").push(sent);
         Ok(())
     }
+
+    fn connected(&self) -> bool {
+        !self.gone
+    }
 }
 
 impl FakeBroker {
     pub fn down() -> FakeBroker {
         FakeBroker {
             broken: true,
+            ..FakeBroker::default()
+        }
+    }
+
+    pub fn disconnected() -> FakeBroker {
+        FakeBroker {
+            gone: true,
             ..FakeBroker::default()
         }
     }

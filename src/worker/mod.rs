@@ -21,7 +21,7 @@ use amqprs::channel::{
     BasicQosArguments, Channel,
 };
 use tokio::task::JoinSet;
-use tracing::{error, info, warn, Instrument};
+use tracing::{debug, error, info, warn, Instrument};
 
 pub use counters::{report, report_once, Counters, Histogram, Totals, BUCKETS};
 pub use handler::{Delivery, Forward, Handler, Headers, Verdict};
@@ -197,9 +197,12 @@ impl Worker {
         }
     }
 
-    /// Ends a session: after a graceful stop drains and closes (Ok), after a lost
-    /// connection abandons the messages in hand (their acks could not reach the broker any
-    /// more: it redelivers them).
+    /// Ends a session: after a graceful stop drains and closes (Ok). After a lost
+    /// connection the broker hands the messages in hand out again, as their acks cannot
+    /// reach it any more; they are left to finish without it: one whose services ran still
+    /// records its stage, so that its redelivery finds it done and does not run them again
+    /// (its turn in `in_hand` makes a redelivery to this replica wait for it); one whose
+    /// services had not started gives up (`Forward::connected`); confirm waits fail at once.
     #[allow(clippy::too_many_arguments)]
     async fn end(
         &self,
@@ -212,7 +215,14 @@ impl Worker {
         shutdown: &Shutdown,
     ) -> Result<(), SessionError> {
         if let Stop::Lost(reason) = stop {
-            in_flight.abort_all();
+            publisher.abandon().await;
+            if !in_flight.is_empty() {
+                info!(
+                    in_hand = in_flight.len(),
+                    "connection lost: the messages in hand finish their records"
+                );
+            }
+            in_flight.detach_all();
             return Err(BrokerError::Lost(reason).into());
         }
         self.drain(&channel, consumer_tag, in_flight, shutdown)
@@ -393,8 +403,15 @@ async fn settle(channel: &Channel, tag: u64, verdict: Verdict) {
                 .await
         }
     };
-    if let Err(e) = result {
-        warn!("could not settle delivery {tag} ({verdict:?}): {e}; the broker will redeliver it");
+    match result {
+        Ok(()) => {}
+        // A message that finished after its connection went (`end`): said once there.
+        Err(e) if !channel.is_open() => {
+            debug!("delivery {tag} not settled, its channel is gone: {e}")
+        }
+        Err(e) => warn!(
+            "could not settle delivery {tag} ({verdict:?}): {e}; the broker will redeliver it"
+        ),
     }
 }
 

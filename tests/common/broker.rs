@@ -228,6 +228,49 @@ pub fn cluster_broker() -> (Vec<String>, Vec<String>) {
     )
 }
 
+/// Closes the connections of `node` that their client named `name` (dpsd names each one,
+/// "dpsd worker W #N"), as RabbitMQ closing them under a client would; how many it closed.
+pub fn close_connections_named(node: &str, name: &str) -> usize {
+    let out = Command::new("rabbitmqctl")
+        .args([
+            "-q",
+            "-n",
+            node,
+            "list_connections",
+            "pid",
+            "client_properties",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run rabbitmqctl");
+    assert!(out.status.success(), "rabbitmqctl list_connections failed");
+    let quoted = format!("\"{name}\"");
+    let pids: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|line| line.contains(&quoted))
+        .filter_map(|line| line.split('\t').next().map(str::to_string))
+        .collect();
+    for pid in &pids {
+        let status = Command::new("rabbitmqctl")
+            .args([
+                "-q",
+                "-n",
+                node,
+                "close_connection",
+                pid,
+                "closed by a test",
+            ])
+            .stdin(Stdio::null())
+            .status()
+            .expect("run rabbitmqctl");
+        assert!(
+            status.success(),
+            "rabbitmqctl close_connection {pid} failed"
+        );
+    }
+    pids.len()
+}
+
 /// `rabbitmqctl -n NODE VERB`, which must succeed.
 pub fn rabbitmqctl(node: &str, verb: &str) {
     let status = Command::new("rabbitmqctl")

@@ -21,7 +21,9 @@ mod store;
 
 use std::time::{Duration, Instant};
 
-pub use broker::{amqp_url, cluster_broker, rabbitmqctl, restartable_broker, tls_broker};
+pub use broker::{
+    amqp_url, close_connections_named, cluster_broker, rabbitmqctl, restartable_broker, tls_broker,
+};
 pub use cluster::{running_nodes, PrivateCluster};
 pub use env::{free_port, TestEnv};
 pub use peer::Peer;

@@ -42,6 +42,13 @@ pub trait Forward: Send + Sync {
         body: Vec<u8>,
         headers: &Headers,
     ) -> Result<(), BrokerError>;
+
+    /// Whether the connection the message came in on is still there. After it is lost the
+    /// broker hands the message out again (perhaps to another replica), so a message whose
+    /// services have not started gives up rather than run them beside its redelivery.
+    fn connected(&self) -> bool {
+        true
+    }
 }
 
 #[async_trait]
@@ -53,6 +60,10 @@ impl Forward for Publisher {
         headers: &Headers,
     ) -> Result<(), BrokerError> {
         Publisher::publish(self, queue, body, broker::properties(headers)).await
+    }
+
+    fn connected(&self) -> bool {
+        !self.abandoned()
     }
 }
 
@@ -222,6 +233,10 @@ impl Handler {
                 Ok(Prior::NotDone) => {}
                 Err(verdict) => return verdict,
             }
+        }
+        if !forward.connected() {
+            debug!("the connection to RabbitMQ was lost before the services ran: left to the redelivery");
+            return Verdict::Requeue;
         }
         let outcome = if message.simulate() {
             Ok(message.last().cloned())
@@ -645,6 +660,18 @@ mod tests {
         assert_eq!(broker.sent().len(), 1, "confirmed once, after two nacks");
         assert_eq!(broker.nacked(), 2);
         assert_eq!(world.stages("e9").await, [(Status::Done, 1)]);
+    }
+
+    /// A message still waiting when its connection went: the broker hands it out again,
+    /// perhaps to another replica, so this copy runs nothing and records nothing.
+    #[tokio::test]
+    async fn a_message_whose_connection_went_before_its_services_ran_is_left_alone() {
+        let world = world(vec![Builtin::Constant(json!("test1"))], None);
+        let broker = FakeBroker::disconnected();
+        let verdict = world.handle(json!({"executionId": "e10"}), &broker).await;
+        assert_eq!(verdict, Verdict::Requeue);
+        assert_eq!(world.stages("e10").await, []);
+        assert!(broker.sent().is_empty());
     }
 
     #[tokio::test]
