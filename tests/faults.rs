@@ -89,12 +89,16 @@ fn a_message_in_hand_when_its_connection_is_closed_calls_its_service_once() {
     let env = TestEnv::with_servers("lostconn", &url, "");
     let queue = env.queue("in");
     let calls = env.path("calls.log");
+    // The service runs until the test has closed the connection (rabbitmqctl alone can take
+    // longer than a fixed sleep on a loaded machine).
+    let release = env.path("release");
     let worker = env.id.clone();
     env.write_worker(
         &worker,
         &format!(
-            "queue: {queue}\njob_state: 1\nprefetch: 1\nservices: [{{exec: [/bin/sh, -c, 'cat >/dev/null; echo called >> {}; sleep 2; echo 1'], timeout: 30s}}]\n",
-            calls.display()
+            "queue: {queue}\njob_state: 1\nprefetch: 1\nservices: [{{exec: [/bin/sh, -c, 'cat >/dev/null; echo called >> {}; while [ ! -e {} ]; do sleep 0.05; done; echo 1'], timeout: 30s}}]\n",
+            calls.display(),
+            release.display()
         ),
     );
     env.start_worker(&worker);
@@ -116,6 +120,7 @@ fn a_message_in_hand_when_its_connection_is_closed_calls_its_service_once() {
         1,
         "one connection named {connection}"
     );
+    std::fs::write(&release, "").expect("release the service");
     // The copy handed out again waits for the first one, then finds its stage recorded.
     wait_for("the redelivery settled", Duration::from_secs(60), || {
         called() > 1
