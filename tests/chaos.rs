@@ -16,7 +16,8 @@ use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use common::{
-    rabbitmqctl, replicas_of, restartable_broker, wait_for, PrivateCluster, PrivateMongo, TestEnv,
+    rabbitmqctl, replicas_of, restartable_broker, tail, wait_for, wait_for_showing, PrivateCluster,
+    PrivateMongo, TestEnv,
 };
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
@@ -79,9 +80,19 @@ impl Chain {
     }
 
     fn wait_replicas(&self) {
-        wait_for("all replicas consuming", Duration::from_secs(60), || {
-            self.consumers() >= 2 * REPLICAS as usize
-        });
+        wait_for_showing(
+            "all replicas consuming",
+            Duration::from_secs(60),
+            || self.consumers() >= 2 * REPLICAS as usize,
+            || {
+                let log = self.env.daemon_log();
+                format!(
+                    "{} consumers; the daemon's log ends:\n{}",
+                    self.consumers(),
+                    tail(&log, 6000)
+                )
+            },
+        );
     }
 
     /// Consumers on the two queues, as RabbitMQ counts them (via the daemon's API).

@@ -59,16 +59,50 @@ pub fn wait_for(what: &str, timeout: Duration, mut condition: impl FnMut() -> bo
 
 /// Polls `probe` every 100 ms until it finds something, and returns that; panics naming
 /// `what` after `timeout`.
-pub fn wait_for_some<T>(what: &str, timeout: Duration, mut probe: impl FnMut() -> Option<T>) -> T {
+pub fn wait_for_some<T>(what: &str, timeout: Duration, probe: impl FnMut() -> Option<T>) -> T {
+    wait_for_some_showing(what, timeout, probe, String::new)
+}
+
+/// `wait_for`, and a timeout's panic also shows `context()` (a log's tail, say): a wait
+/// that fails only on a loaded CI run can then be read from that run.
+pub fn wait_for_showing(
+    what: &str,
+    timeout: Duration,
+    mut condition: impl FnMut() -> bool,
+    context: impl FnOnce() -> String,
+) {
+    wait_for_some_showing(what, timeout, || condition().then_some(()), context);
+}
+
+fn wait_for_some_showing<T>(
+    what: &str,
+    timeout: Duration,
+    mut probe: impl FnMut() -> Option<T>,
+    context: impl FnOnce() -> String,
+) -> T {
     let deadline = Instant::now() + timeout;
     loop {
         if let Some(found) = probe() {
             return found;
         }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
+        if Instant::now() >= deadline {
+            panic!(
+                "timed out after {timeout:?} waiting for {what}\n{}",
+                context()
+            );
+        }
         std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The last `max` bytes of `text` (from a line's start), for a failure message.
+pub fn tail(text: &str, max: usize) -> &str {
+    let mut start = text.len().saturating_sub(max);
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    match text[start..].find('\n') {
+        Some(newline) if start > 0 => &text[start + newline + 1..],
+        _ => &text[start..],
     }
 }
