@@ -38,14 +38,17 @@ set -euo pipefail
 
 die() { echo "rabbit-node: $*" >&2; exit 1; }
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-registered() { epmd -names 2>/dev/null | grep -q "^name ${1%@*} "; }
+# No `producer | grep -q` here: grep leaves at its first match, a producer still
+# writing dies of SIGPIPE, and pipefail makes a found line a failure (seen: a running
+# node's beam.smp not found, its environment being longer than a pipe's 4 KiB).
+registered() { grep -q "^name ${1%@*} " < <(epmd -names 2>/dev/null); }
 
 beam_pid() { # NODE: the beam.smp whose environment names it
   local environ pid
   for environ in /proc/[0-9]*/environ; do
     pid=${environ#/proc/} pid=${pid%/environ}
     [[ $(cat "/proc/$pid/comm" 2>/dev/null) == beam.smp ]] || continue
-    if tr '\0' '\n' 2>/dev/null <"$environ" | grep -qxF "RABBITMQ_NODENAME=$1"; then
+    if grep -qxzF "RABBITMQ_NODENAME=$1" "$environ" 2>/dev/null; then
       echo "$pid"
       return 0
     fi
@@ -128,7 +131,7 @@ start() {
   # Booted when its log says so: reading a file costs nothing, where
   # `rabbitmqctl await_startup` is a VM of its own (~0.7 s of CPU, beside five
   # booting nodes on 2 cores).
-  until tail -c +$((offset + 1)) "$log" 2>/dev/null | grep -q 'Server startup complete'; do
+  until grep -q 'Server startup complete' < <(tail -c +$((offset + 1)) "$log" 2>/dev/null); do
     ((SECONDS < deadline)) || fail "not booted after 60 s"
     if [[ -z ${pid:-} ]]; then
       pid=$(beam_pid "$node") || pid=

@@ -124,7 +124,7 @@ export DPSD_TEST_RABBIT_LOGS=$logs/rabbit
 stop_mongo() {
   local pid
   if pid=$(cat "$run/mongo.pid" 2>/dev/null) &&
-    ps -o args= -p "$pid" 2>/dev/null | grep -qE 'secantus|mongod'; then
+    grep -qE 'secantus|mongod' < <(ps -o args= -p "$pid" 2>/dev/null); then
     kill "$pid" 2>/dev/null || true
     for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     kill -9 "$pid" 2>/dev/null || true

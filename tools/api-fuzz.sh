@@ -187,7 +187,7 @@ call -H 'Content-Type: application/json' -d '{"executionId": "fuzz-seed-1", "myd
 call -H 'Content-Type: application/json' -d '{"executionId": "fuzz-seed-2", "mydata": {}}' \
   "$api/api/publish/$q_broken" >/dev/null || die "seeding: publish failed"
 deadline=$((SECONDS + 20))
-until call "$api/api/failed" | grep -q '"total":[1-9]'; do
+until grep -q '"total":[1-9]' < <(call "$api/api/failed"); do
   ((SECONDS < deadline)) || die "seeding: the message to $q_broken was not parked within 20 s"
   sleep 0.2
 done
